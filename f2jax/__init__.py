@@ -1,0 +1,20 @@
+"""f2jax: the F2LLM-v2 embedding-model recipe in JAX/Flax."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from f2jax.encode import Encoder
+
+
+def load(path: Any, dtype: str = "float32", **kwargs: Any) -> Encoder:
+    """Load a Hugging Face Qwen3 directory (or an f2jax export) as an `Encoder`."""
+    from f2jax.encode import Encoder
+
+    return Encoder.from_pretrained(path, dtype=dtype, **kwargs)
+
+
+__all__ = ["load", "__version__"]
