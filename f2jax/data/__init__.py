@@ -1,0 +1,27 @@
+"""Training data: raw-source validation, tokenisation (TFDS ArrayRecord), the Grain pipeline,
+and a small bundled demo dataset. Imports are lazy so that `import f2jax.data` stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "DataValidationError": "f2jax.data.validate",
+    "validate_source": "f2jax.data.validate",
+    "validate_tokenized": "f2jax.data.checks",
+    "find_sources": "f2jax.data.sources",
+    "tokenize_sources": "f2jax.data.tokenize",
+    "make_pipeline": "f2jax.data.pipeline",
+    "make_validation_iterator": "f2jax.data.pipeline",
+    "to_global": "f2jax.data.pipeline",
+    "demo_data_dir": "f2jax.data.demo_build",
+    "bench_pipeline": "f2jax.data.bench",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'f2jax.data' has no attribute {name!r}")
