@@ -1,0 +1,120 @@
+"""Load a Hugging Face Qwen3 checkpoint into an f2jax model, streaming.
+
+Each tensor is validated from the file headers first, then read and placed straight onto its
+target sharding with `jax.make_array_from_callback` (only the slices each device needs), so
+peak host memory stays near the model plus one stacked parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx, traverse_util
+from jax.sharding import Mesh, SingleDeviceSharding
+
+from f2jax.hf.checkpoint import CheckpointError, SafetensorsCheckpoint
+from f2jax.hf.names import TensorMap, param_shape, tensor_maps
+from f2jax.model.config import Qwen3Config
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model, as_dtype
+from f2jax.sharding import param_shardings
+
+IGNORED_TENSORS = ("lm_head.weight",)  # the LM head of *ForCausalLM checkpoints; not part of the backbone
+
+
+def _prefix(names: list[str]) -> str:
+    return "model." if any(n.startswith("model.") for n in names) else ""
+
+
+def validate_checkpoint(ckpt: SafetensorsCheckpoint, cfg: Qwen3Config) -> str:
+    """Fail (naming tensor and file) on missing, unexpected or misshapen tensors; return the name prefix."""
+    prefix = _prefix(list(ckpt.entries))
+    expected: dict[str, tuple[int, ...]] = {}
+    for tmap in tensor_maps(cfg):
+        shape = tmap.hf_shape(param_shape(cfg, tmap.path))
+        for name in tmap.names(cfg.num_hidden_layers):
+            expected[prefix + name] = shape
+    present = set(ckpt.entries) - set(IGNORED_TENSORS)
+    missing = sorted(set(expected) - present)
+    if missing:
+        raise CheckpointError(
+            f"{ckpt.directory}: {len(missing)} tensor(s) missing for the config's architecture: "
+            f"{missing[:8]}{' ...' if len(missing) > 8 else ''}"
+        )
+    unexpected = sorted(present - set(expected))
+    if unexpected:
+        where = {str(ckpt.entries[n][0].name) for n in unexpected}
+        raise CheckpointError(
+            f"{ckpt.directory}: {len(unexpected)} unexpected tensor(s) in {sorted(where)}: "
+            f"{unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} (does config.json match the weights?)"
+        )
+    for name, shape in expected.items():
+        if ckpt.shape(name) != shape:
+            raise CheckpointError(
+                f"{ckpt.entries[name][0]}: tensor {name!r} has shape {ckpt.shape(name)}, but config.json "
+                f"implies {shape}"
+            )
+    return prefix
+
+
+def _concrete(index: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(*s.indices(n)) for s, n in zip(index, shape, strict=True))
+
+
+def _reader(ckpt: SafetensorsCheckpoint, tmap: TensorMap, names: list[str], shape: tuple[int, ...],
+            dtype: Any):
+    """Callback for make_array_from_callback: builds one device's slice from the files."""
+
+    def read_one(name: str, index: tuple[slice, ...]) -> np.ndarray:
+        if tmap.transpose:
+            return ckpt.read(name, tuple(reversed(index))).T
+        return ckpt.read(name, index)
+
+    def callback(index: tuple[slice, ...]) -> np.ndarray:
+        index = _concrete(tuple(index), shape)
+        if not tmap.per_layer:
+            return read_one(names[0], index).astype(dtype)
+        layers = range(shape[0])[index[0]]
+        out = np.empty((len(layers), *(s.stop - s.start for s in index[1:])), dtype=dtype)
+        for j, layer in enumerate(layers):
+            out[j] = read_one(names[layer], index[1:])
+        return out
+
+    return callback
+
+
+def load_model(
+    path: str | Path,
+    opts: ModelOptions | None = None,
+    *,
+    mesh: Mesh | None = None,
+    rules: Mapping[str, str | None] | None = None,
+    config: Qwen3Config | None = None,
+) -> Qwen3Model:
+    """A `Qwen3Model` with the checkpoint's weights, placed on `mesh` (or the first device)."""
+    opts = opts or ModelOptions()
+    cfg = config or Qwen3Config.from_pretrained(path)
+    ckpt = SafetensorsCheckpoint(path)
+    prefix = validate_checkpoint(ckpt, cfg)
+    abstract = nnx.eval_shape(lambda: Qwen3Model(cfg, opts, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    pure = nnx.to_pure_dict(state)
+    flat_shapes = traverse_util.flatten_dict(pure)
+    if mesh is not None:
+        flat_shardings = traverse_util.flatten_dict(param_shardings(pure, mesh, rules))
+    else:
+        single = SingleDeviceSharding(jax.devices()[0])
+        flat_shardings = dict.fromkeys(flat_shapes, single)
+    dtype = as_dtype(opts.param_dtype)
+    values: dict[tuple[str, ...], jax.Array] = {}
+    for tmap in tensor_maps(cfg):
+        shape = tuple(flat_shapes[tmap.path].shape)
+        names = [prefix + n for n in tmap.names(cfg.num_hidden_layers)]
+        values[tmap.path] = jax.make_array_from_callback(
+            shape, flat_shardings[tmap.path], _reader(ckpt, tmap, names, shape, dtype)
+        )
+    nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(values))
+    return nnx.merge(graphdef, state)

@@ -1,0 +1,103 @@
+"""The device mesh (`data`, `fsdp`, `tensor`) and the rules that place parameters on it.
+
+Rules are data: a table from logical axis name to mesh axis. A dimension whose size the
+mesh axis does not divide stays replicated rather than failing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from f2jax.model.partitioning import logical_axes
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+DEFAULT_RULES: dict[str, str | None] = {
+    "vocab": "tensor",
+    "embed": "fsdp",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "head_dim": None,
+    "layers": None,
+    "norm": None,
+}
+
+
+class MeshError(ValueError):
+    """The requested mesh cannot be built from the available devices."""
+
+
+def resolve_mesh_shape(data: int, fsdp: int, tensor: int, n_devices: int) -> tuple[int, int, int]:
+    """Fill the one axis given as -1 so the product equals the device count."""
+    sizes = {"mesh.data": data, "mesh.fsdp": fsdp, "mesh.tensor": tensor}
+    fill = [k for k, v in sizes.items() if v == -1]
+    if len(fill) > 1:
+        raise MeshError(f"at most one mesh axis may be -1, got {fill}")
+    bad = [k for k, v in sizes.items() if v == 0 or v < -1]
+    if bad:
+        raise MeshError(f"mesh sizes must be positive or -1: {bad}")
+    fixed = math.prod(v for v in sizes.values() if v != -1)
+    if fill:
+        if n_devices % fixed:
+            raise MeshError(f"{n_devices} devices cannot be split with fixed mesh axes of product {fixed}")
+        sizes[fill[0]] = n_devices // fixed
+    if math.prod(sizes.values()) != n_devices:
+        raise MeshError(
+            f"mesh data×fsdp×tensor = {sizes['mesh.data']}×{sizes['mesh.fsdp']}×{sizes['mesh.tensor']} "
+            f"= {math.prod(sizes.values())}, but {n_devices} devices are available"
+        )
+    return sizes["mesh.data"], sizes["mesh.fsdp"], sizes["mesh.tensor"]
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
+    devices = list(devices) if devices is not None else jax.devices()
+    shape = resolve_mesh_shape(data, fsdp, tensor, len(devices))
+    auto = (jax.sharding.AxisType.Auto,) * 3
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+
+
+def spec_for(
+    shape: Sequence[int], axes: Sequence[str | None], mesh: Mesh, rules: Mapping[str, str | None]
+) -> PartitionSpec:
+    """PartitionSpec for one array; undivisible or repeated mesh axes fall back to replication."""
+    used: set[str] = set()
+    parts: list[str | None] = []
+    for size, name in zip(shape, axes, strict=True):
+        mesh_axis = rules.get(name) if name is not None else None
+        if mesh_axis is None or mesh_axis in used or size % mesh.shape[mesh_axis]:
+            parts.append(None)
+        else:
+            parts.append(mesh_axis)
+            used.add(mesh_axis)
+    return PartitionSpec(*parts)
+
+
+def param_shardings(
+    params: Mapping[str, Any], mesh: Mesh, rules: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """NamedSharding for every leaf of a nested parameter dict (leaves need `.shape`)."""
+    rules = DEFAULT_RULES if rules is None else rules
+    flat = traverse_util.flatten_dict(params)
+    out = {
+        path: NamedSharding(mesh, spec_for(leaf.shape, logical_axes(path), mesh, rules))
+        for path, leaf in flat.items()
+    }
+    return traverse_util.unflatten_dict(out)
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+    """Leading (batch) dimension over (`data`, `fsdp`), the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def shard_batch(array: np.ndarray, mesh: Mesh) -> jax.Array:
+    return jax.device_put(array, batch_sharding(mesh, array.ndim))

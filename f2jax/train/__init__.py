@@ -1,0 +1,1 @@
+"""Training: losses, optimiser, mesh and sharding, train step, loop, checkpoints."""
