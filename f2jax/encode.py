@@ -1,0 +1,175 @@
+"""The Encoder: texts -> embeddings with a Qwen3 backbone and last-token pooling.
+
+Texts are sorted by length and padded to a small set of bucket lengths (and batch sizes), so
+jit compiles a bounded number of shapes however many texts arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
+from f2jax.hf.load import load_model
+from f2jax.model.config import Qwen3Config
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model, last_token_pool
+from f2jax.sharding import BATCH_AXES
+from f2jax.tokenizer import load_tokenizer, tokenize
+
+DEFAULT_MAX_LENGTH = 512
+F2LLM_QUERY_PROMPT = "Instruct: Given a question, retrieve passages that can help answer the question.\nQuery: "
+
+
+def length_buckets(max_length: int, smallest: int = 16) -> list[int]:
+    """Powers of two from `smallest` below max_length, then max_length itself."""
+    buckets, size = [], smallest
+    while size < max_length:
+        buckets.append(size)
+        size *= 2
+    return [*buckets, max_length]
+
+
+def bucket_for(n: int, buckets: Sequence[int]) -> int:
+    for size in buckets:
+        if n <= size:
+            return size
+    raise ValueError(f"length {n} exceeds the largest bucket {buckets[-1]}")
+
+
+def batch_bucket(n: int, batch_size: int) -> int:
+    """Pad a short final batch to the next power of two (capped at batch_size)."""
+    size = 1
+    while size < n:
+        size *= 2
+    return min(size, batch_size)
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _read_max_length(path: Path) -> int | None:
+    config = path / "sentence_bert_config.json"
+    if config.exists():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        return int(value) if value else None
+    return None
+
+
+def _read_prompts(path: Path) -> dict[str, str]:
+    config = path / "config_sentence_transformers.json"
+    return dict(json.loads(config.read_text()).get("prompts") or {}) if config.exists() else {}
+
+
+class Encoder:
+    """A Qwen3 embedding model with its tokenizer; `encode` is the sentence-transformers analogue."""
+
+    def __init__(self, model: Qwen3Model, tokenizer: Any, *, max_length: int = DEFAULT_MAX_LENGTH,
+                 prompts: Mapping[str, str] | None = None, mesh: Mesh | None = None):
+        self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
+        self.max_length = max_length
+        self.prompts = dict(prompts or {"query": F2LLM_QUERY_PROMPT, "document": ""})
+        self.buckets = length_buckets(max_length)
+        self._graphdef, self._state = nnx.split(model)
+        self._pooled = jax.jit(self._pooled_fn)
+        self._hidden = jax.jit(self._hidden_fn)
+
+    @property
+    def config(self) -> Qwen3Config:
+        return self.model.config
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: str = "float32", *, max_length: int | None = None,
+                        attention: str = "xla", mesh: Mesh | None = None,
+                        param_dtype: str | None = None) -> Encoder:
+        """Load a Hugging Face Qwen3 directory (with tokenizer files) or an f2jax export."""
+        path = Path(path)
+        opts = ModelOptions(param_dtype=param_dtype or dtype, dtype=dtype, attention=attention)
+        model = load_model(path, opts, mesh=mesh)
+        tokenizer = load_tokenizer(path)
+        max_length = max_length or _read_max_length(path) or DEFAULT_MAX_LENGTH
+        return cls(model, tokenizer, max_length=max_length, prompts=_read_prompts(path) or None, mesh=mesh)
+
+    def _pooled_fn(self, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
+        hidden = nnx.merge(self._graphdef, state)(ids, mask)
+        return last_token_pool(hidden, mask).astype(jnp.float32)
+
+    def _hidden_fn(self, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
+        return nnx.merge(self._graphdef, state)(ids, mask).astype(jnp.float32)
+
+    def _place(self, array: np.ndarray) -> jax.Array:
+        if self.mesh is None:
+            return jnp.asarray(array)
+        shards = int(np.prod([self.mesh.shape[a] for a in BATCH_AXES]))
+        spec = PartitionSpec(BATCH_AXES) if array.shape[0] % shards == 0 else PartitionSpec()
+        return jax.device_put(array, NamedSharding(self.mesh, spec))
+
+    def embed_ids(self, token_ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+        """Raw last-token states [N, hidden] (float32) for pre-tokenised sequences."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(token_ids)
+        order = np.argsort([-len(t) for t in token_ids], kind="stable")
+        pad = self.tokenizer.pad_token_id or 0
+        pending: list[tuple[np.ndarray, jax.Array]] = []
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            length = bucket_for(max(len(token_ids[i]) for i in rows), self.buckets)
+            ids = np.full((batch_bucket(len(rows), batch_size), length), pad, np.int32)
+            mask = np.zeros_like(ids)
+            for j, i in enumerate(rows):
+                ids[j, :len(token_ids[i])] = token_ids[i]
+                mask[j, :len(token_ids[i])] = 1
+            mask[len(rows):, 0] = 1  # padding rows: one token, discarded below
+            pending.append((rows, self._pooled(self._state, self._place(ids), self._place(mask))))
+        out = np.empty((n, self.config.hidden_size), np.float32)
+        for rows, pooled in pending:
+            out[rows] = np.asarray(pooled)[: len(rows)]
+        return out
+
+    def encode(self, texts: str | Sequence[str], *, prompt: str | None = None, prompt_name: str | None = None,
+               dim: int | None = None, normalize: bool = True, batch_size: int = 32) -> np.ndarray:
+        """Embeddings [N, dim]: prompt prepended, EOS appended, last-token pooled, truncated, normalised."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise KeyError(f"prompt_name {prompt_name!r} not in prompts {sorted(self.prompts)}")
+            prompt = self.prompts[prompt_name]
+        hidden = self.config.hidden_size
+        if dim is not None and not 1 <= dim <= hidden:
+            raise ValueError(f"dim must be in [1, {hidden}], got {dim}")
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+        if not texts:
+            return np.zeros((0, dim or hidden), np.float32)
+        prefixed = [prompt + t for t in texts] if prompt else list(texts)
+        vectors = self.embed_ids(tokenize(self.tokenizer, prefixed, self.max_length), batch_size)
+        vectors = vectors[:, :dim] if dim else vectors
+        return normalize_rows(vectors) if normalize else vectors
+
+    def hidden_states(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Final-norm hidden states [B, T, hidden] (float32) for right-padded ids."""
+        ids = np.asarray(input_ids, np.int32)
+        mask = np.asarray(attention_mask, np.int32)
+        if ids.shape != mask.shape or ids.ndim != 2:
+            raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal 2-D shapes")
+        return np.asarray(self._hidden(self._state, self._place(ids), self._place(mask)))
+
+    def save_pretrained(self, out_dir: str | Path, *, dtype: str | None = None,
+                        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Path:
+        """A directory that transformers' AutoModel and sentence-transformers load, no custom code."""
+        return save_pretrained(
+            self.model, self.config, self.tokenizer, out_dir, max_length=self.max_length,
+            prompts=self.prompts, dtype=dtype or self.model.options.param_dtype,
+            max_shard_bytes=max_shard_bytes,
+        )
