@@ -141,8 +141,9 @@ def hard_negative_loss(
     """
     q, p, negs = _f32(q), _f32(p), _f32(negs)
     if q.ndim != 2 or q.shape != p.shape or negs.ndim != 3 or negs.shape[::2] != q.shape:
-        raise ValueError(f"expected q, p [B, d], negs [B, K, d]; got {q.shape} {p.shape} "
-                         f"{negs.shape}")
+        raise ValueError(
+            f"expected q, p [B, d], negs [B, K, d]; got {q.shape} {p.shape} {negs.shape}"
+        )
     cands = jnp.concatenate([p[:, None, :], negs], axis=1)  # [B, 1 + K, d]
     total = jnp.zeros((), jnp.float32)
     for dim, weight in _dims_and_weights(mrl_dims, q.shape[-1]):

@@ -30,7 +30,8 @@ def make_schedule(
     Step k (0-based, the k-th optimiser update) gets
       warmup:  peak_lr * k / warmup_steps                         for k < warmup_steps
       cosine:  peak_lr * 0.5 * (1 + cos(pi * progress)), progress = (k - warmup) / (total -
-               warmup), clipped to [0, 1] so steps past total_steps stay at the floor (the
+               warmup), computed as cos^2(pi * progress / 2) to avoid float32 cancellation near
+               the end, clipped to [0, 1] so steps past total_steps stay at the floor (the
                HF formula would rise again there)
       constant: peak_lr
     and then max(value, min_lr) for k >= 1. Step 0 is not floored: the reference applies its
@@ -48,7 +49,7 @@ def make_schedule(
         warm = step / max(1, warmup_steps)
         if kind == "cosine":
             progress = jnp.clip((step - warmup_steps) / max(1, total_steps - warmup_steps), 0, 1)
-            after = 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+            after = jnp.square(jnp.cos(0.5 * jnp.pi * progress))  # = (1 + cos(pi x)) / 2
         else:
             after = jnp.ones_like(step)
         lr = peak_lr * jnp.where(step < warmup_steps, warm, after)
