@@ -1,0 +1,27 @@
+"""Evaluation: mteb wrapper (`MTEBModel`), local mteb tasks, and NumPy retrieval metrics.
+
+`MTEBModel` and the local tasks import mteb (slow, torch); they load lazily so that the trainer
+can import `f2jax.eval.retrieval_metrics` without paying for mteb.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "MTEBModel": "f2jax.eval.model",
+    "load_local_tasks": "f2jax.eval.local_tasks",
+    "evaluate": "f2jax.eval.runner",
+    "evaluate_retrieval": "f2jax.eval.retrieval_metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'f2jax.eval' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)
