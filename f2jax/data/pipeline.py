@@ -141,6 +141,7 @@ class BatchBuilder:
             "negative_last": n_last.reshape(b, k),
             "source": src.name, "task": src.task, "inbatch": INBATCH[src.task],
             "epoch": plan.epoch, "step_in_epoch": plan.step_in_epoch,
+            "rows": rows[mine].astype(np.int64),  # record indices in the source (debugging)
         }
 
 

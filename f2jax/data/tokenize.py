@@ -29,6 +29,9 @@ from f2jax.data.validate import validate_source
 
 log = logging.getLogger(__name__)
 CHUNK = 2048
+#: Below this many texts one process is faster: the Rust tokenizer already uses every core in
+#: `encode_batch`, and starting spawned workers costs seconds.
+PARALLEL_MIN_TEXTS = 100_000
 _WORKER_TOK = None
 
 
@@ -53,7 +56,7 @@ def encode_parallel(
     chunks = [texts[i : i + CHUNK] for i in range(0, len(texts), CHUNK)]
     out: list[np.ndarray] = []
     bar = tqdm(total=len(texts), desc=desc, unit="text", disable=None)
-    if workers <= 1 or len(chunks) <= 1:
+    if workers <= 1 or len(chunks) <= 1 or len(texts) < PARALLEL_MIN_TEXTS:
         _init_worker(tok_json, max_length)
         results = map(_encode, chunks)
         pool = None
