@@ -10,6 +10,7 @@ importing this module) or `tfds.builder_from_directory(...)`; Grain reads them b
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def _deterministic_protos():
 
 
 def write(out_dir: Path, config: str, splits: dict[str, list[dict]]) -> Path:
-    """Build one config into `out_dir`; returns the version directory."""
+    """Build one config into `out_dir` (replacing an existing one); returns its directory."""
+    shutil.rmtree(version_dir(out_dir, config), ignore_errors=True)  # TFDS would reuse it
     builder = F2jaxTokenized(
         splits=splits, data_dir=str(out_dir), config=config, file_format="array_record"
     )
