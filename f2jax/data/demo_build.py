@@ -25,15 +25,23 @@ import pyarrow.parquet as pq
 
 NEGATIVES = 24
 MAX_CODE_CHARS = 600
-MODULES = """argparse ast base64 bisect calendar cmd codecs collections colorsys configparser
-contextlib copy csv dataclasses datetime decimal difflib dis email.utils enum filecmp fnmatch
-fractions ftplib functools getopt gettext glob gzip heapq hmac html.parser http.cookiejar
-imaplib inspect ipaddress json.decoder json.encoder locale logging mailbox mimetypes netrc
-ntpath numbers operator optparse os pathlib pickle pkgutil platform plistlib poplib posixpath
-pprint pydoc queue quopri random re shlex shutil smtplib socket statistics string subprocess
-tarfile tempfile textwrap threading tokenize trace traceback typing urllib.parse urllib.request
-uuid warnings wave weakref zipfile""".split()
-LOCALES = """en de fr es it pt nl sv pl ru uk tr ar fa hi bn zh ja ko vi th id el he""".split()
+MODULES = [
+    "argparse", "ast", "base64", "bisect", "calendar", "cmd", "codecs", "collections",
+    "colorsys", "configparser", "contextlib", "copy", "csv", "dataclasses", "datetime",
+    "decimal", "difflib", "dis", "email.utils", "enum", "filecmp", "fnmatch", "fractions",
+    "ftplib", "functools", "getopt", "gettext", "glob", "gzip", "heapq", "hmac", "html.parser",
+    "http.cookiejar", "imaplib", "inspect", "ipaddress", "json.decoder", "json.encoder",
+    "locale", "logging", "mailbox", "mimetypes", "netrc", "ntpath", "numbers", "operator",
+    "optparse", "os", "pathlib", "pickle", "pkgutil", "platform", "plistlib", "poplib",
+    "posixpath", "pprint", "pydoc", "queue", "quopri", "random", "re", "shlex", "shutil",
+    "smtplib", "socket", "statistics", "string", "subprocess", "tarfile", "tempfile",
+    "textwrap", "threading", "tokenize", "trace", "traceback", "typing", "urllib.parse",
+    "urllib.request", "uuid", "warnings", "wave", "weakref", "zipfile"
+]
+LOCALES = [
+    "en", "de", "fr", "es", "it", "pt", "nl", "sv", "pl", "ru", "uk", "tr", "ar", "fa", "hi",
+    "bn", "zh", "ja", "ko", "vi", "th", "id", "el", "he"
+]
 INSTRUCTIONS = {
     "code_search_python": "Given a description of a Python function, retrieve its code.",
     "cldr_bitext": "Retrieve translations of the following text.",

@@ -16,19 +16,25 @@ DEFAULT_NEGATIVES: dict[str, int] = {"retrieval": 7, "clustering": 9, "classific
 INBATCH: dict[str, bool] = {"retrieval": True, "clustering": False, "classification": False}
 
 CLASSIFICATION_SOURCES = frozenset(
-    """amazon_counterfactual amazon_polarity imdb toxic_conversations cola mela waimai
-    nordic_classification_danish nordic_classification_swedish
-    nordic_classification_norwegian""".split()
+    [
+        "amazon_counterfactual", "amazon_polarity", "imdb", "toxic_conversations", "cola",
+        "mela", "waimai", "nordic_classification_danish", "nordic_classification_swedish",
+        "nordic_classification_norwegian"
+    ]
 )
 
 CLUSTERING_SOURCES = frozenset(
-    """amazon_reviews banking77 emotion mtop_intent mtop_domain massive_scenario massive_intent
-    tweet_sentiment_extraction arxiv_clustering_p2p arxiv_clustering_s2s biorxiv_clustering_p2p
-    biorxiv_clustering_s2s medrxiv_clustering_p2p medrxiv_clustering_s2s reddit_clustering_p2p
-    reddit_clustering_s2s stackexchange_clustering_p2p stackexchange_clustering_s2s
-    twentynewsgroups sib200 mlsum_clustering_de mlsum_clustering_es mlsum_clustering_fr
-    mlsum_clustering_ru bactrianx_language_classification bactrianx_translation europarl
-    xcodeeval_translation tnews thucnews csl cedr ru_sentiment""".split()
+    [
+        "amazon_reviews", "banking77", "emotion", "mtop_intent", "mtop_domain",
+        "massive_scenario", "massive_intent", "tweet_sentiment_extraction",
+        "arxiv_clustering_p2p", "arxiv_clustering_s2s", "biorxiv_clustering_p2p",
+        "biorxiv_clustering_s2s", "medrxiv_clustering_p2p", "medrxiv_clustering_s2s",
+        "reddit_clustering_p2p", "reddit_clustering_s2s", "stackexchange_clustering_p2p",
+        "stackexchange_clustering_s2s", "twentynewsgroups", "sib200", "mlsum_clustering_de",
+        "mlsum_clustering_es", "mlsum_clustering_fr", "mlsum_clustering_ru",
+        "bactrianx_language_classification", "bactrianx_translation", "europarl",
+        "xcodeeval_translation", "tnews", "thucnews", "csl", "cedr", "ru_sentiment"
+    ]
 )
 
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from etils import epath
 import tensorflow_datasets as tfds
+from etils import epath
 from tensorflow_datasets.core import example_serializer
 
 NAME = "f2jax_tokenized"
@@ -43,7 +43,10 @@ class F2jaxTokenized(tfds.core.GeneratorBasedBuilder):
     """Writes examples handed over in memory; `disable_shuffling` keeps record order = row order."""
 
     VERSION = tfds.core.Version(VERSION)
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="queries"), tfds.core.BuilderConfig(name="corpus")]
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name="queries"),
+        tfds.core.BuilderConfig(name="corpus"),
+    ]
 
     @tfds.core.utils.classproperty
     @classmethod

@@ -119,7 +119,8 @@ def tokenize_sources(
     del doc_of
 
     ids = encode_parallel(tok_json, queries + instructed + docs, max_length, workers)
-    q_ids, i_ids, d_ids = ids[: len(queries)], ids[len(queries) : len(queries) + len(instructed)], ids[len(queries) + len(instructed) :]
+    n_q, n_i = len(queries), len(instructed)
+    q_ids, i_ids, d_ids = ids[:n_q], ids[n_q : n_q + n_i], ids[n_q + n_i :]
 
     for sub in ("f2jax_tokenized", "index"):
         shutil.rmtree(out_dir / sub, ignore_errors=True)
