@@ -8,11 +8,13 @@ from typing import Any
 
 
 def evaluate(model: Any, tasks: Iterable[Any], *, output: str | Path | None = None,
-             batch_size: int = 32, show_progress_bar: bool = False) -> Any:
+             batch_size: int = 32, show_progress_bar: bool = False,
+             raise_error: bool = True) -> Any:
     """`mteb.evaluate` with results written under `output` (mteb's cache layout) or nowhere.
 
     Always re-runs (overwrite_strategy "always"): a local task folder may change between runs
-    while its name stays the same.
+    while its name stays the same. With raise_error=False, failed tasks are listed in the
+    result's `exceptions` instead of raising.
     """
     import mteb
 
@@ -20,7 +22,8 @@ def evaluate(model: Any, tasks: Iterable[Any], *, output: str | Path | None = No
     return mteb.evaluate(model, list(tasks), cache=cache, overwrite_strategy="always",
                          encode_kwargs={"batch_size": batch_size,
                                         "show_progress_bar": show_progress_bar},
-                         show_progress_bar=show_progress_bar, co2_tracker=False)
+                         show_progress_bar=show_progress_bar, co2_tracker=False,
+                         raise_error=raise_error)
 
 
 def main_scores(result: Any, tasks: Iterable[Any] = ()) -> list[tuple[str, str, str, str, float]]:
