@@ -1,0 +1,168 @@
+"""`f2jax bench load-memory | compile | encode`: run one benchmark, print a table, optionally JSON.
+
+Registered by `f2jax.cli` through `add_bench_parser`; also runnable on its own as
+`python -m f2jax.bench.cli ...`. Benchmark modules are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from f2jax.bench.synth import QWEN3_06B
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _add_shape_args(p: argparse.ArgumentParser, layers_type: type | object = int) -> None:
+    """Model-shape flags; defaults are Qwen3-0.6B."""
+    d = QWEN3_06B
+    p.add_argument("--layers", type=layers_type, default=d["num_hidden_layers"])
+    p.add_argument("--hidden", type=int, default=d["hidden_size"])
+    p.add_argument("--intermediate", type=int, default=d["intermediate_size"])
+    p.add_argument("--heads", type=int, default=d["num_attention_heads"])
+    p.add_argument("--kv-heads", type=int, default=d["num_key_value_heads"])
+    p.add_argument("--head-dim", type=int, default=d["head_dim"])
+    p.add_argument("--vocab", type=int, default=d["vocab_size"])
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
+
+
+def _config(args: argparse.Namespace, layers: int):  # -> Qwen3Config (imported lazily)
+    from f2jax.bench.synth import qwen3_config
+
+    return qwen3_config(
+        num_hidden_layers=layers,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        head_dim=args.head_dim,
+        vocab_size=args.vocab,
+    )
+
+
+def _run_load_memory(args: argparse.Namespace) -> int:
+    from f2jax.bench.load_memory import bench_load_memory
+    from f2jax.bench.report import emit
+
+    shard = int(args.shard_mb * 1024**2) if args.shard_mb else None
+    result = bench_load_memory(
+        _config(args, args.layers),
+        dtype=args.dtype,
+        naive=args.naive,
+        max_shard_bytes=shard,
+        workdir=args.workdir,
+        keep=args.keep,
+    )
+    emit("load-memory (bytes as MiB; ratios vs safetensors bytes on disk)", result, args.json)
+    return 0
+
+
+def _run_compile(args: argparse.Namespace) -> int:
+    from f2jax.bench.compile import bench_compile
+    from f2jax.bench.report import emit
+
+    result = bench_compile(
+        _config(args, args.layers[0]),
+        args.layers,
+        dtype=args.dtype,
+        batch=args.batch,
+        seq_len=args.seq_len,
+        repeats=args.repeats,
+        remat=args.remat,
+        backward=not args.forward_only,
+    )
+    emit("compile (seconds: jit lower + XLA compile, abstract params)", result, args.json)
+    return 0
+
+
+def _run_encode(args: argparse.Namespace) -> int:
+    from f2jax.bench.encode import bench_encode
+    from f2jax.bench.report import emit
+
+    result = bench_encode(
+        args.texts,
+        args.batch_size,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        kv_heads=args.kv_heads,
+        max_length=args.max_length,
+        repeats=args.repeats,
+        workdir=args.workdir,
+    )
+    emit("encode (f2jax Encoder vs sentence-transformers, float32 CPU)", result, args.json)
+    return 0
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser(
+        "bench", help="benchmarks: load memory, compile time, encode throughput"
+    )
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+
+    p = sub.add_parser(
+        "load-memory", help="peak host RSS of loading a random Qwen3-shaped checkpoint"
+    )
+    _add_shape_args(p)
+    p.add_argument(
+        "--naive", action="store_true", help="also measure load_file-everything-then-build"
+    )
+    p.add_argument(
+        "--shard-mb", type=float, default=None, help="write shards of at most this size + index"
+    )
+    p.add_argument("--workdir", default=None, help="where the temporary checkpoint is written")
+    p.add_argument("--keep", action="store_true", help="keep the checkpoint and print its path")
+    p.set_defaults(func=_run_load_memory)
+
+    p = sub.add_parser(
+        "compile", help="jit compile seconds at several depths (forward, forward+backward)"
+    )
+    _add_shape_args(p, layers_type=_int_list)
+    p.set_defaults(layers=[2, 28])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=1, help="best of this many compiles per size")
+    p.add_argument("--remat", default="none", choices=["none", "full", "dots", "dots_all"])
+    p.add_argument("--forward-only", action="store_true", help="skip the forward+backward compile")
+    p.set_defaults(func=_run_compile)
+
+    p = sub.add_parser(
+        "encode", help="Encoder.encode texts/s vs sentence-transformers on a tiny model"
+    )
+    p.add_argument("--texts", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed runs each (interleaved); best is kept"
+    )
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_encode)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="f2jax")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

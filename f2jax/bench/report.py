@@ -1,0 +1,35 @@
+"""Printing benchmark results: a two-column table for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_BYTE_SUFFIXES = ("_bytes", "_rss", "_anon", "_file")
+
+
+def _format(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if key.endswith(_BYTE_SUFFIXES) and isinstance(value, int):
+        return f"{value / 1024**2:,.1f} MiB"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return f"{value:,}"
+
+
+def format_table(title: str, result: Mapping[str, Any]) -> str:
+    width = max(len(k) for k in result) if result else 0
+    lines = [title, "-" * max(len(title), width + 20)]
+    lines += [f"{key:<{width}}  {_format(key, value)}" for key, value in result.items()]
+    return "\n".join(lines)
+
+
+def emit(title: str, result: Mapping[str, Any], json_path: str | Path | None = None) -> None:
+    """Print the table; also write `result` as JSON when json_path is given."""
+    print(format_table(title, result))
+    if json_path:
+        Path(json_path).write_text(json.dumps(dict(result), indent=2) + "\n")
+        print(f"wrote {json_path}")
