@@ -66,7 +66,7 @@ class RMSNorm(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return self.weight.value.astype(self.dtype) * x32.astype(self.dtype)
+        return self.weight[...].astype(self.dtype) * x32.astype(self.dtype)
 
 
 def _linear(n_in: int, n_out: int, bias: bool, opts: ModelOptions, rngs: nnx.Rngs) -> nnx.Linear:

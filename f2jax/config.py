@@ -1,0 +1,190 @@
+"""Typed run configuration: YAML file + `key=value` overrides -> validated dataclasses.
+
+Unknown keys and ill-typed values fail with the dotted key that caused them, before anything
+is loaded or compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the offending key."""
+
+
+@dataclasses.dataclass
+class ModelSection:
+    path: str | None = None  # Hugging Face Qwen3 directory to start from
+    init: dict[str, Any] | None = None  # or a config.json-style dict: a fresh random model
+    init_seed: int = 0
+    tokenizer: str | None = None  # default: the model directory, else the bundled Qwen3 tokenizer
+    param_dtype: str = "float32"
+    dtype: str = "float32"
+    attention: str = "xla"
+    remat: str = "none"
+
+
+@dataclasses.dataclass
+class TeacherSection:
+    path: str | None = None  # a frozen Qwen3 teacher for distillation (same tokenizer)
+    dtype: str = "bfloat16"
+    weight: float = 1.0  # kd_weight
+
+
+@dataclasses.dataclass
+class DataSection:
+    path: str | None = None  # tokenised data directory (`f2jax data tokenize` output)
+    raw: str | None = None  # raw parquet sources tokenised into `path` (or run_dir/data) if absent; "demo"
+    global_batch_size: int = 16
+    max_length: int = 1024
+    buckets: list[int] | None = None
+    negatives: dict[str, int] | None = None
+    instructions: bool = False
+    holdout: float = 0.01
+    max_rows_per_source: int | None = 80_000
+    num_threads: int = 2
+
+
+@dataclasses.dataclass
+class TrainSection:
+    seed: int = 0
+    steps: int | None = None  # default: epochs × steps per epoch
+    epochs: int = 1
+    lr: float = 1e-5
+    min_lr: float = 1e-7
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    weight_decay: float = 0.01
+    b1: float = 0.9
+    b2: float = 0.98
+    clip_norm: float = 1.0
+    grad_accum: int = 1
+    temperature: float = 0.05
+    mrl: bool = True
+    mrl_dims: list[int] | None = None
+    inbatch_passage_gradient: bool = True
+    log_every: int = 10
+    eval_every: int = 0
+    eval_batches: int = 8
+
+
+@dataclasses.dataclass
+class MeshSection:
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+
+@dataclasses.dataclass
+class CheckpointSection:
+    every: int = 0  # steps; 0 = only at epoch ends and on preemption
+    keep: int = 3
+    keep_every: int | None = None
+    async_save: bool = True
+
+
+@dataclasses.dataclass
+class RunConfig:
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    teacher: TeacherSection = dataclasses.field(default_factory=TeacherSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    mesh: MeshSection = dataclasses.field(default_factory=MeshSection)
+    checkpoint: CheckpointSection = dataclasses.field(default_factory=CheckpointSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if hint is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {k: _check_type(v, item, f"{key}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        keys = ", ".join(f"{prefix}{k}" for k in unknown)
+        raise ConfigError(f"unknown config key(s): {keys} (known under {prefix or 'top level'}: {sorted(names)})")
+    kwargs = {}
+    for name, value in data.items():
+        hint, key = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, f"{key}.")
+        else:
+            kwargs[name] = _check_type(value, hint, key)
+    return cls(**kwargs)
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """`a.b.c=value` with a YAML-parsed value, in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    tree: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.exists():
+            raise ConfigError(f"config file {file} not found")
+        tree = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+    for assignment in overrides or []:
+        apply_override(tree, assignment)
+    return _build(RunConfig, tree, "")
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,53 @@
+"""Where run metrics go: metrics.jsonl (one JSON object per logged step) and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A NaN/Inf loss: the run stops and names the step and source."""
+
+
+def check_finite(step: int, source: str, metrics: dict[str, float]) -> None:
+    bad = {k: v for k, v in metrics.items() if k.startswith("loss") and not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(f"non-finite loss at step {step} (source {source!r}): {bad}")
+
+
+class MetricsWriter:
+    """Appends to run_dir/metrics.jsonl and writes TensorBoard scalars (process 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self._tb = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        split = record.get("split", "train")
+        step = int(record["step"])
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "step":
+                self._tb.add_scalar(f"{split}/{key}", value, step)
+                if "source" in record and key.startswith(("loss", "acc")):
+                    self._tb.add_scalar(f"{split}/{record['source']}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

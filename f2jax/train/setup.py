@@ -1,0 +1,168 @@
+"""Turn a `RunConfig` into the pieces of a run: mesh, tokenizer, data, model, teacher, optimiser.
+
+Everything that can be checked without compiling is checked here first, with the config key
+named in the error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+from flax import nnx
+
+from f2jax.config import ConfigError, RunConfig
+from f2jax.hf.load import load_model
+from f2jax.model.config import Qwen3Config
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model
+from f2jax.sharding import BATCH_AXES, MeshError, make_mesh, param_shardings
+from f2jax.train.losses import mrl_dims as default_mrl_dims
+
+log = logging.getLogger(__name__)
+SCHEDULES = ("cosine", "constant")
+
+
+def model_options(section: Any, key: str) -> ModelOptions:
+    try:
+        return ModelOptions(param_dtype=section.param_dtype, dtype=section.dtype,
+                            attention=getattr(section, "attention", "xla"),
+                            remat=getattr(section, "remat", "none"))
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def _existing_dir(path: str, key: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{key}: {p} does not exist")
+    return p
+
+
+def model_config(cfg: RunConfig, vocab_size: int) -> Qwen3Config:
+    m = cfg.model
+    if (m.path is None) == (m.init is None):
+        raise ConfigError("model: set exactly one of model.path (a checkpoint) or model.init (a fresh model)")
+    if m.path is not None:
+        path = _existing_dir(m.path, "model.path")
+        return Qwen3Config.from_pretrained(path)
+    raw = {"model_type": "qwen3", "vocab_size": vocab_size, **m.init}
+    try:
+        return Qwen3Config.from_hf_dict(raw, source="model.init")
+    except ValueError as err:
+        raise ConfigError(f"model.init: {err}") from None
+
+
+def resolve_mrl_dims(cfg: RunConfig, hidden: int) -> tuple[int, ...] | None:
+    if not cfg.train.mrl:
+        return None
+    dims = tuple(cfg.train.mrl_dims) if cfg.train.mrl_dims else default_mrl_dims(hidden)
+    too_big = [d for d in dims if d > hidden or d < 1]
+    if too_big:
+        raise ConfigError(f"train.mrl_dims: {too_big} outside [1, hidden size {hidden}]")
+    return tuple(sorted(set(dims)))
+
+
+def build_mesh(cfg: RunConfig) -> jax.sharding.Mesh:
+    try:
+        mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+    except MeshError as err:
+        raise ConfigError(f"mesh: {err}") from None
+    dp = mesh.shape["data"] * mesh.shape["fsdp"]
+    gbs, k = cfg.data.global_batch_size, cfg.train.grad_accum
+    if k < 1:
+        raise ConfigError(f"train.grad_accum must be >= 1, got {k}")
+    if gbs % (dp * k):
+        raise ConfigError(
+            f"data.global_batch_size {gbs} must be divisible by the data-parallel size "
+            f"(mesh.data × mesh.fsdp = {dp}) × train.grad_accum ({k})")
+    if gbs % jax.process_count():
+        raise ConfigError(f"data.global_batch_size {gbs} not divisible by {jax.process_count()} processes")
+    return mesh
+
+
+def check_static(cfg: RunConfig) -> None:
+    """Config checks that need no devices or files beyond existence."""
+    t = cfg.train
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got {t.schedule!r}")
+    for key in ("lr", "temperature"):
+        if getattr(t, key) <= 0:
+            raise ConfigError(f"train.{key} must be > 0, got {getattr(t, key)}")
+    if t.steps is not None and t.steps < 1:
+        raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+    if t.epochs < 1:
+        raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
+    if cfg.data.global_batch_size < 1:
+        raise ConfigError(f"data.global_batch_size must be >= 1, got {cfg.data.global_batch_size}")
+    if cfg.data.path is None and cfg.data.raw is None:
+        raise ConfigError("data: set data.path (tokenised data) or data.raw (parquet sources)")
+    if cfg.data.raw not in (None, "demo"):
+        _existing_dir(cfg.data.raw, "data.raw")
+    if cfg.data.path is not None and cfg.data.raw is None:
+        _existing_dir(cfg.data.path, "data.path")
+    if cfg.teacher.path is not None:
+        _existing_dir(cfg.teacher.path, "teacher.path")
+    model_options(cfg.model, "model")
+
+
+def prepare_data(cfg: RunConfig, run_dir: Path, tokenizer_dir: Path | None) -> Path:
+    """The tokenised data directory, tokenising `data.raw` first when needed."""
+    out = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
+    if (out / "meta.json").exists() or cfg.data.raw is None:
+        return out
+    from f2jax.data import demo_data_dir, tokenize_sources
+
+    raw = demo_data_dir() if cfg.data.raw == "demo" else Path(cfg.data.raw)
+    log.info("tokenising %s into %s", raw, out)
+    if jax.process_index() == 0:
+        tokenize_sources(raw, out, tokenizer_dir=tokenizer_dir, max_length=cfg.data.max_length,
+                         negatives=cfg.data.negatives)
+    return out
+
+
+def tokenizer_dir(cfg: RunConfig) -> Path | None:
+    if cfg.model.tokenizer:
+        return _existing_dir(cfg.model.tokenizer, "model.tokenizer")
+    if cfg.model.path and (Path(cfg.model.path) / "tokenizer.json").exists():
+        return Path(cfg.model.path)
+    return None
+
+
+def build_params(qcfg: Qwen3Config, opts: ModelOptions, mesh: jax.sharding.Mesh, *,
+                 path: str | None, seed: int) -> tuple[nnx.GraphDef, dict[str, Any]]:
+    """(graphdef, sharded parameter dict): loaded from `path`, or freshly initialised."""
+    if path is not None:
+        model = load_model(path, opts, mesh=mesh, config=qcfg)
+        graphdef, state = nnx.split(model)
+        return graphdef, nnx.to_pure_dict(state)
+    abstract = nnx.eval_shape(lambda: Qwen3Model(qcfg, opts, rngs=nnx.Rngs(seed)))
+    graphdef, abstract_state = nnx.split(abstract)
+    shardings = param_shardings(nnx.to_pure_dict(abstract_state), mesh)
+
+    def init() -> dict[str, Any]:
+        return nnx.to_pure_dict(nnx.state(Qwen3Model(qcfg, opts, rngs=nnx.Rngs(seed))))
+
+    return graphdef, jax.jit(init, out_shardings=shardings)()
+
+
+def check_teacher(cfg: RunConfig, student: Qwen3Config) -> Qwen3Config | None:
+    if cfg.teacher.path is None:
+        return None
+    teacher = Qwen3Config.from_pretrained(cfg.teacher.path)
+    if teacher.hidden_size < student.hidden_size:
+        raise ConfigError(f"teacher.path: teacher hidden size {teacher.hidden_size} is smaller than the "
+                          f"student's {student.hidden_size}; KD truncates the teacher, it cannot widen it")
+    if teacher.vocab_size < student.vocab_size:
+        raise ConfigError("teacher.path: teacher vocabulary is smaller than the student's (same token ids needed)")
+    return teacher
+
+
+def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
+    return int(mesh.shape[BATCH_AXES[0]] * mesh.shape[BATCH_AXES[1]])
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
