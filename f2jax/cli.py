@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_encode_parser(subparsers)
     for module, name in (("f2jax.data.cli", "add_data_parser"), ("f2jax.train.cli", "add_train_parser"),
+                         ("f2jax.train.cli", "add_export_parser"),
                          ("f2jax.eval.cli", "add_eval_parser"), ("f2jax.bench.cli", "add_bench_parser")):
         try:
             mod = __import__(module, fromlist=[name])
@@ -71,8 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from f2jax.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"f2jax: configuration error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

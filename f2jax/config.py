@@ -128,8 +128,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         _, item = typing.get_args(hint)
         return {k: _check_type(v, item, f"{key}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML 1.1 reads "5e-3" (no dot) as a string
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true/false, got {value!r}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -172,15 +175,32 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config; `include: other.yaml` (relative to the file) is read first, then overridden."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"config file {file} not found")
+    if file.resolve() in _seen:
+        raise ConfigError(f"{file}: include cycle")
+    tree = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping")
+    include = tree.pop("include", None)
+    if include is not None:
+        tree = _merge(read_yaml(file.parent / include, (*_seen, file.resolve())), tree)
+    return tree
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    tree: dict[str, Any] = {}
-    if path is not None:
-        file = Path(path)
-        if not file.exists():
-            raise ConfigError(f"config file {file} not found")
-        tree = yaml.safe_load(file.read_text()) or {}
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{file}: the top level must be a mapping")
+    tree: dict[str, Any] = read_yaml(path) if path is not None else {}
     for assignment in overrides or []:
         apply_override(tree, assignment)
     return _build(RunConfig, tree, "")
@@ -188,3 +208,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def config_from_dict(tree: dict[str, Any]) -> RunConfig:
+    """A `RunConfig` from `RunConfig.to_dict()` output (e.g. the copy stored in a checkpoint)."""
+    return _build(RunConfig, tree, "")

@@ -45,7 +45,9 @@ def make_hf_model(
     return out, model
 
 
-def random_batch(rng: np.random.Generator, batch: int, length: int, vocab: int = 151_000) -> tuple[np.ndarray, np.ndarray]:
+def random_batch(
+    rng: np.random.Generator, batch: int, length: int, vocab: int = 151_000
+) -> tuple[np.ndarray, np.ndarray]:
     """Right-padded ids and mask with mixed lengths (one row full length)."""
     lengths = rng.integers(1, length + 1, size=batch)
     lengths[0] = length

@@ -31,7 +31,7 @@ class SafetensorsCheckpoint:
         self.entries: dict[str, tuple[Path, tuple[int, ...], str]] = {}
         for file in self.files:
             with safe_open(str(file), framework="numpy") as handle:
-                for name in handle.keys():
+                for name in handle.keys():  # noqa: SIM118 (safe_open is not a dict)
                     piece = handle.get_slice(name)
                     self.entries[name] = (file, tuple(piece.get_shape()), piece.get_dtype())
 

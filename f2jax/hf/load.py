@@ -60,6 +60,18 @@ def validate_checkpoint(ckpt: SafetensorsCheckpoint, cfg: Qwen3Config) -> str:
     return prefix
 
 
+_ALIGN = 64  # XLA:CPU adopts host buffers aligned like this instead of copying them
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised array whose data is 64-byte aligned (NumPy only guarantees 16)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % _ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def _concrete(index: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(*s.indices(n)) for s, n in zip(index, shape, strict=True))
 
@@ -75,11 +87,11 @@ def _reader(ckpt: SafetensorsCheckpoint, tmap: TensorMap, names: list[str], shap
 
     def callback(index: tuple[slice, ...]) -> np.ndarray:
         index = _concrete(tuple(index), shape)
+        out = _aligned_empty(tuple(s.stop - s.start for s in index), dtype)
         if not tmap.per_layer:
-            return read_one(names[0], index).astype(dtype)
-        layers = range(shape[0])[index[0]]
-        out = np.empty((len(layers), *(s.stop - s.start for s in index[1:])), dtype=dtype)
-        for j, layer in enumerate(layers):
+            np.copyto(out, read_one(names[0], index), casting="unsafe")
+            return out
+        for j, layer in enumerate(range(shape[0])[index[0]]):
             out[j] = read_one(names[layer], index[1:])
         return out
 

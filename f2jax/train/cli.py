@@ -13,6 +13,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--export", default=None,
                    help="write the final model here as a Hugging Face directory (default: RUN_DIR/export)")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() (auto-detected on TPU pods / SLURM)")
+    p.add_argument("--coordinator", default=None, help="host:port of process 0 (with --distributed)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 mesh.data=8")
     p.set_defaults(func=_run_train)
 
@@ -22,13 +27,43 @@ def _run_train(args: argparse.Namespace) -> int:
     from f2jax.train.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
     trainer = Trainer(cfg, run_dir)
     try:
         trainer.train()
+        if trainer.preempted:
+            steps = trainer.checkpointer.steps()
+            print(f"preempted: checkpoint step {steps[-1] if steps else '?'} saved in "
+                  f"{trainer.checkpointer.directory}; rerun the same command to resume")
+            return 0
         out = trainer.export(args.export or run_dir / "export")
         print(f"model written to {out}")
     finally:
         trainer.close()
+    return 0
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="write a saved training step as a Hugging Face dir")
+    p.add_argument("run_dir", help="run directory of `f2jax train` (holds checkpoints/)")
+    p.add_argument("out_dir", help="output directory (transformers + sentence-transformers)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest valid)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from f2jax.train.export import export_checkpoint
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    step, out = export_checkpoint(args.run_dir, args.out_dir, step=args.step)
+    print(f"checkpoint step {step} written to {out}")
     return 0

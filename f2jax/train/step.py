@@ -137,7 +137,8 @@ def retrieval_accuracy(reps: tuple[jax.Array, ...], inbatch: bool) -> dict[str, 
 
 
 def eval_step(params: Params, batch: Batch, teacher: Any, *, graphdef: nnx.GraphDef,
-              spec: LossSpec, inbatch: bool) -> dict[str, jax.Array]:
+              spec: LossSpec, inbatch: bool) -> tuple[dict[str, jax.Array], tuple[jax.Array, ...]]:
+    """Validation losses and top-1 accuracies, plus the embeddings for retrieval metrics."""
     reps = encode_batch(graphdef, params, batch)
     metrics = objective(reps, teacher_reps(teacher, batch, 1), spec, inbatch)[1]
-    return {**metrics, **retrieval_accuracy(reps, inbatch)}
+    return {**metrics, **retrieval_accuracy(reps, inbatch)}, reps

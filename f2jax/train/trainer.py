@@ -21,11 +21,16 @@ from f2jax.config import RunConfig, dump_config
 from f2jax.data.pipeline import ARRAY_KEYS as DATA_ARRAY_KEYS
 from f2jax.data.pipeline import make_dataset, to_global
 from f2jax.encode import Encoder
+from f2jax.hf.export import to_host
 from f2jax.sharding import batch_sharding, param_shardings
 from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
+from f2jax.train.checkpoint import Checkpointer, abstract_like
 from f2jax.train.metrics import MetricsWriter, check_finite
 from f2jax.train.optim import make_optimizer, make_schedule
+from f2jax.train.preemption import PreemptionWatch
+from f2jax.train.resume import truncate_metrics, warn_config_changes
+from f2jax.train.retrieval_eval import RetrievalAccumulator
 from f2jax.train.state import init_state, state_shardings
 from f2jax.train.step import ARRAY_KEYS, LossSpec, eval_step, train_step
 
@@ -76,6 +81,8 @@ class Trainer:
                              kd_weight=cfg.teacher.weight, grad_accum=cfg.train.grad_accum)
         self._compiled: dict[Any, Any] = {}
         self.writer = MetricsWriter(self.run_dir, enabled=jax.process_index() == 0)
+        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", cfg.checkpoint)
+        self.preempted = False  # set when a SIGTERM/preemption notice stopped train() early
         if jax.process_index() == 0:
             dump_config(cfg, self.run_dir / "config.yaml")
         log.info("run %s: %d steps (%d per epoch), mesh %s, model %.1fM parameters", self.run_dir,
@@ -143,33 +150,78 @@ class Trainer:
         out = to_global(batch, self.mesh)
         return {**out, **{k: batch[k] for k in batch if k not in DATA_ARRAY_KEYS}}
 
-    def train(self, start_step: int = 0, iterator: Any = None, on_step: Any = None) -> dict[str, Any]:
-        """Run from `start_step` to the configured total; returns the last logged metrics."""
+    def train(self, start_step: int | None = None, iterator: Any = None,
+              on_step: Any = None) -> dict[str, Any]:
+        """Run to the configured total; returns the last logged metrics.
+
+        Without `start_step` it resumes from the newest valid checkpoint (else step 0). On
+        SIGTERM/preemption it checkpoints the current step, sets `self.preempted` and returns.
+        """
         cfg = self.cfg
         if iterator is None:
             read = grain.ReadOptions(num_threads=cfg.data.num_threads, prefetch_buffer_size=4)
             iterator = iter(self.dataset.to_iter_dataset(read))
+        if start_step is None:
+            start_step = self.resume(iterator)
+        self.preempted = False
         bar = tqdm(total=self.total_steps, initial=start_step, desc="train", dynamic_ncols=True,
                    disable=jax.process_index() != 0)
         pending: tuple[int, dict[str, Any], Any, float, tuple[int, int]] | None = None
         last: dict[str, Any] = {}
         tick = time.perf_counter()
-        for step in range(start_step, self.total_steps):
-            batch = next(iterator)
-            compiled, arrays = self._step_fn("train", self.to_device(batch))
-            self.state, metrics = compiled(self.state, arrays, self._teacher())
-            if pending is not None:
-                last = self._finish(pending, tick, bar) or last
-                tick = time.perf_counter()
-            pending = (step, batch, metrics, time.perf_counter(), _token_counts(batch))
-            if on_step is not None:
-                on_step(step + 1, iterator)
-            if cfg.train.eval_every and (step + 1) % cfg.train.eval_every == 0:
-                self.evaluate(step + 1)
+        with PreemptionWatch() as watch:
+            for step in range(start_step, self.total_steps):
+                batch = next(iterator)
+                compiled, arrays = self._step_fn("train", self.to_device(batch))
+                self.state, metrics = compiled(self.state, arrays, self._teacher())
+                if pending is not None:
+                    last = self._finish(pending, tick, bar) or last
+                    tick = time.perf_counter()
+                pending = (step, batch, metrics, time.perf_counter(), _token_counts(batch))
+                if on_step is not None:
+                    on_step(step + 1, iterator)
+                self.preempted = watch.requested(step + 1)
+                if self.preempted or self._save_due(step + 1):
+                    # check this step's metrics (raises on NaN) before its state is saved
+                    last = self._finish(pending, tick, bar) or last
+                    pending, tick = None, time.perf_counter()
+                    self.save(step + 1, iterator)
+                if self.preempted:
+                    break
+                if cfg.train.eval_every and (step + 1) % cfg.train.eval_every == 0:
+                    self.evaluate(step + 1)
         if pending is not None:
             last = self._finish(pending, tick, bar) or last
         bar.close()
+        self.checkpointer.wait()  # a failed background save fails the run here, not silently
         return last
+
+    def _save_due(self, step: int) -> bool:
+        """Every `checkpoint.every` steps, at each epoch end and at the final step."""
+        every = self.cfg.checkpoint.every
+        return (bool(every) and step % every == 0) or step % self.dataset.steps_per_epoch == 0 \
+            or step == self.total_steps
+
+    def save(self, step: int, iterator: Any) -> None:
+        """Checkpoint the state after `step` steps with the iterator positioned at step `step`."""
+        meta = {"seeds": {"train": self.cfg.train.seed, "model_init": self.cfg.model.init_seed},
+                "config": self.cfg.to_dict(), "mesh": dict(self.mesh.shape),
+                "process_count": jax.process_count()}
+        self.checkpointer.save(step, self.state, iterator.get_state(), meta)
+
+    def resume(self, iterator: Any) -> int:
+        """Restore the newest valid checkpoint onto this run's mesh; returns the step reached."""
+        restored = self.checkpointer.restore(abstract_like(self.state, self.state_shardings))
+        if restored is None:
+            return 0
+        self.state = restored.state
+        iterator.set_state(restored.data)
+        warn_config_changes(restored.meta.get("config"), self.cfg.to_dict(), restored.step)
+        if jax.process_index() == 0:
+            truncate_metrics(self.writer.path, restored.step)
+        log.info("resumed from checkpoint step %d of %d (saved on mesh %s, now %s)", restored.step,
+                 self.total_steps, restored.meta.get("mesh"), dict(self.mesh.shape))
+        return restored.step
 
     def _finish(self, pending: Any, tick: float, bar: Any) -> dict[str, Any] | None:
         step, batch, metrics, _, (real, padded) = pending
@@ -188,22 +240,27 @@ class Trainer:
         return record
 
     def evaluate(self, step: int) -> dict[str, dict[str, float]]:
-        """Mean validation losses and accuracies per source over held-out batches."""
+        """Per-source validation losses, accuracies and (retrieval sources) nDCG/recall/MRR."""
         sums: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
+        retrieval = RetrievalAccumulator()
         dataset = self._dataset("validation")
-        per_source_limit = self.cfg.train.eval_batches
         for i in range(len(dataset)):
             batch = dataset[i]
-            if counts.get(batch["source"], 0) >= per_source_limit:
+            source = batch["source"]
+            if counts.get(source, 0) >= self.cfg.train.eval_batches:
                 continue
             compiled, arrays = self._step_fn("eval", self.to_device(batch))
-            values = jax.device_get(compiled(self.state["params"], arrays, self._teacher()))
-            acc = sums.setdefault(batch["source"], {})
-            for k, v in values.items():
+            metrics, reps = compiled(self.state["params"], arrays, self._teacher())
+            acc = sums.setdefault(source, {})
+            for k, v in jax.device_get(metrics).items():
                 acc[k] = acc.get(k, 0.0) + float(v)
-            counts[batch["source"]] = counts.get(batch["source"], 0) + 1
+            counts[source] = counts.get(source, 0) + 1
+            if batch["inbatch"]:
+                retrieval.add(source, *(to_host(r) for r in reps))
         results = {src: {k: v / counts[src] for k, v in acc.items()} for src, acc in sums.items()}
+        for src, values in retrieval.results().items():
+            results[src].update(values)
         for src, values in results.items():
             self.writer.write({"step": step, "split": "validation", "source": src, **values})
         return results
@@ -219,5 +276,8 @@ class Trainer:
         return self.encoder().save_pretrained(out_dir)
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.checkpointer.close()
+        finally:
+            self.writer.close()
 

@@ -110,7 +110,7 @@ def test_distillation_term_is_mse_against_teacher():
     jb = {k: jnp.asarray(v) for k, v in batch.items()}
     s_reps = encode_batch(s_graphdef, nnx.to_pure_dict(s_state), jb)
     t_reps = encode_batch(t_graphdef, t_params, jb)
-    expected_kd = sum(float(np.mean((np.asarray(s) - np.asarray(t)) ** 2)) for s, t in zip(s_reps, t_reps))
+    expected_kd = sum(float(np.mean((np.asarray(s) - np.asarray(t)) ** 2)) for s, t in zip(s_reps, t_reps, strict=True))
     assert abs(float(distill_loss(s_reps[0], t_reps[0])) - float(np.mean(
         (np.asarray(s_reps[0]) - np.asarray(t_reps[0])) ** 2))) < 1e-6
     _, _, kd_metrics = with_teacher(teacher=(t_graphdef, t_params))

@@ -1,0 +1,26 @@
+"""A tokenised copy of the bundled demo data and a tiny-model config, shared by trainer tests."""
+
+from __future__ import annotations
+
+import pytest
+
+TINY_MODEL = [
+    "model.init={hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,"
+    " num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 256}",
+    "data.max_length=64", "data.buckets=[64]", "data.global_batch_size=8",
+    "train.eval_every=0", "train.log_every=1", "checkpoint.every=0",
+]
+
+
+@pytest.fixture(scope="session")
+def demo_tokenized(tmp_path_factory):
+    from f2jax.data import demo_data_dir, tokenize_sources
+
+    out = tmp_path_factory.mktemp("demo_tok")
+    tokenize_sources(demo_data_dir(), out, max_length=64, workers=1)
+    return out
+
+
+@pytest.fixture
+def tiny_overrides(demo_tokenized):
+    return [*TINY_MODEL, f"data.path={demo_tokenized}", "data.raw=null"]

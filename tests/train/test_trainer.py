@@ -1,0 +1,66 @@
+"""The training loop end to end on the demo data, and every configuration error."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from f2jax.config import ConfigError, load_config
+from f2jax.train.metrics import NonFiniteLossError, read_metrics
+from f2jax.train.trainer import Trainer
+
+
+def _trainer(tmp_path, overrides):
+    return Trainer(load_config("configs/demo.yaml", overrides), tmp_path / "run")
+
+
+def test_demo_loss_decreases_and_eval_logs_retrieval_metrics(tmp_path, tiny_overrides):
+    trainer = _trainer(tmp_path, [*tiny_overrides, "train.steps=60", "train.lr=5e-3",
+                                  "train.warmup_steps=5", "train.eval_every=60", "train.eval_batches=2"])
+    trainer.train()
+    trainer.close()
+    records = read_metrics(tmp_path / "run")
+    train = [r for r in records if r.get("split") is None]
+    assert [r["step"] for r in train] == list(range(1, 61))
+    for source in {r["source"] for r in train}:
+        losses = [r["loss"] for r in train if r["source"] == source]
+        assert np.mean(losses[-5:]) < np.mean(losses[:5]), source
+    val = [r for r in records if r.get("split") == "validation"]
+    retrieval = [r for r in val if r["source"] in ("code_search_python", "cldr_bitext")]
+    assert retrieval and all(0.0 <= r["ndcg_at_10"] <= 1.0 and r["mrr"] > 0 for r in retrieval)
+    assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
+    assert (tmp_path / "run" / "config.yaml").exists()
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_nan_loss_stops_with_step_and_source(tmp_path, tiny_overrides):
+    trainer = _trainer(tmp_path, [*tiny_overrides, "train.steps=3"])
+    params = trainer.state["params"]
+    params["norm"]["weight"] = params["norm"]["weight"] * np.nan
+    with pytest.raises(NonFiniteLossError, match=r"step 1 \(source '[a-z_]+'\)"):
+        trainer.train()
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.stepz=3", r"unknown config key\(s\): train\.stepz"),
+    ("mesh.data=3", r"mesh: .*3×1×1 = 3, but 8 devices"),
+    ("mesh.tensor=-1", "at most one mesh axis may be -1"),
+    ("data.global_batch_size=12", r"data\.global_batch_size 12 must be divisible .* = 8"),
+    ("train.mrl_dims=[8, 64]", r"train\.mrl_dims: \[64\] outside \[1, hidden size 32\]"),
+    ("model.path=/does/not/exist", "exactly one of model.path"),
+    ("teacher.path=/does/not/exist", r"teacher\.path: /does/not/exist does not exist"),
+    ("train.schedule=linear", "train.schedule must be one of"),
+    ("model.attention=flash", "model: attention must be one of"),
+    ("train.lr=abc", "train.lr: expected a number"),
+])
+def test_config_errors_before_compiling(tmp_path, tiny_overrides, override, match):
+    assert jax.device_count() == 8
+    with pytest.raises(ConfigError, match=match):
+        _trainer(tmp_path, [*tiny_overrides, override])
+
+
+def test_missing_data_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.path: .*nowhere does not exist"):
+        Trainer(load_config("configs/demo.yaml", ["data.raw=null", f"data.path={tmp_path}/nowhere"]),
+                tmp_path / "run")
