@@ -7,6 +7,14 @@ import logging
 from pathlib import Path
 
 
+def setup_logging() -> None:
+    """INFO from f2jax on stderr. `force`: absl (imported by orbax/grain) installs a root handler
+    first, which would otherwise swallow every INFO record (e.g. "resumed from checkpoint")."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train an embedding model (the F2LLM-v2 recipe)")
     p.add_argument("--config", required=True, help="YAML config (see configs/)")
@@ -26,7 +34,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from f2jax.config import load_config
     from f2jax.train.trainer import Trainer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     if args.distributed:
         import jax
 
@@ -49,7 +57,6 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +70,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from f2jax.train.export import export_checkpoint
 
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    setup_logging()
     step, out = export_checkpoint(args.run_dir, args.out_dir, step=args.step)
     print(f"checkpoint step {step} written to {out}")
     return 0
