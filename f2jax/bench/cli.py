@@ -1,4 +1,4 @@
-"""`f2jax bench load-memory | compile | encode`: run one benchmark, print a table, optionally JSON.
+"""`f2jax bench load-memory | compile | encode | train | step-memory`: run one, print a table.
 
 Registered by `f2jax.cli` through `add_bench_parser`; also runnable on its own as
 `python -m f2jax.bench.cli ...`. Benchmark modules are imported only when their command runs.
@@ -107,9 +107,65 @@ def _run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mesh_shape(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected data,fsdp,tensor (one may be -1), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from f2jax.bench.report import emit
+    from f2jax.bench.train_step import bench_train_step
+
+    result = bench_train_step(
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        kv_heads=args.kv_heads,
+        head_dim=args.head_dim,
+        intermediate=args.intermediate,
+        vocab=args.vocab,
+        batch=args.batch,
+        negatives=args.negatives,
+        length=args.length,
+        steps=args.steps,
+        lr=args.lr,
+        threads=args.threads,
+        attn=args.attn,
+        workdir=args.workdir,
+    )
+    title = "train (f2jax jitted step vs PyTorch/transformers, float32 CPU, median step)"
+    emit(title, result, args.json)
+    return 0
+
+
+def _run_step_memory(args: argparse.Namespace) -> int:
+    from f2jax.bench.report import emit
+    from f2jax.bench.step_memory import DEFAULT_MESHES, bench_step_memory
+
+    result = bench_step_memory(
+        devices=args.devices,
+        meshes=args.mesh or DEFAULT_MESHES,
+        batch=args.batch,
+        negatives=args.negatives,
+        length=args.length,
+        model=args.model,
+        remat=args.remat,
+        attention=args.attention,
+    )
+    title = "step-memory (compiled bytes per device, abstract sharded args, CPU stand-in devices)"
+    emit(title, result, args.json)
+    return 0
+
+
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
-        "bench", help="benchmarks: load memory, compile time, encode throughput"
+        "bench",
+        help="benchmarks: load memory, compile time, encode throughput, train step, step memory",
     )
     sub = bench.add_subparsers(dest="bench_command", required=True)
 
@@ -155,6 +211,48 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_encode)
+
+    p = sub.add_parser(
+        "train", help="train-step time and tokens/s: f2jax jitted step vs the same step in PyTorch"
+    )
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--head-dim", type=int, default=32)
+    p.add_argument("--intermediate", type=int, default=256)
+    p.add_argument("--vocab", type=int, default=151936)
+    p.add_argument("--batch", type=int, default=16, help="queries per step")
+    p.add_argument("--negatives", type=int, default=7, help="hard negatives per query")
+    p.add_argument("--length", type=int, default=128, help="padded length of every field")
+    p.add_argument("--steps", type=int, default=10, help="timed steps each, after one warm-up step")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: the cores XLA uses)"
+    )
+    p.add_argument(
+        "--attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention kernel"
+    )
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_train)
+
+    p = sub.add_parser(
+        "step-memory", help="compiled memory per device of the sharded train step on N CPU devices"
+    )
+    p.add_argument("--devices", type=int, default=64)
+    p.add_argument(
+        "--mesh", type=_mesh_shape, action="append", default=None,
+        help="data,fsdp,tensor; repeatable (default: 8,8,1 and 4,16,1)",
+    )
+    p.add_argument("--batch", type=int, default=512, help="global queries per step")
+    p.add_argument("--negatives", type=int, default=7)
+    p.add_argument("--length", type=int, default=1024)
+    p.add_argument("--model", default="0.6b", choices=["0.6b"])
+    p.add_argument("--remat", default="full", choices=["none", "full", "dots", "dots_all"])
+    p.add_argument("--attention", default="xla", choices=["xla", "dot_product"])
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_step_memory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,229 @@
+"""Train-step benchmark: the f2jax jitted step vs the same step in PyTorch, same weights and batch.
+
+Both sides start from one random Hugging Face `Qwen3Model` (built with transformers, saved,
+loaded into f2jax with `f2jax.hf.load_model`), see one batch (random real-token ids, mixed
+lengths, right padding, EOS last), and run the F2LLM objective (last-token pooling, in-batch +
+hard-negative InfoNCE at temperature 0.05 with Matryoshka weights 1/(n·sqrt(d/dim)), summed)
+and AdamW(0.9, 0.98, wd 0.01) after clipping to norm 1, in float32. The torch losses are
+written here from the recipe, not from f2jax, so matching first-step losses and gradient norms
+also cross-checks the f2jax model, pooling, losses and gradients. Steps are timed interleaved
+(f2jax, torch, f2jax, ...) so background load hits both alike; compile is reported separately.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+QWEN3_EOS_ID = 151645
+QWEN3_FIRST_SPECIAL = 151643  # ids from here up are special tokens in the Qwen3 vocab
+
+
+def available_cores() -> int:
+    """Cores this process may run on: what XLA:CPU sizes its intra-op thread pool from."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_batch(rng: np.random.Generator, batch: int, negatives: int, length: int,
+               vocab: int) -> dict[str, np.ndarray]:
+    """Right-padded real-token ids (EOS last) with lengths in [length/4, length]; row 0 full."""
+    eos = QWEN3_EOS_ID if vocab > QWEN3_EOS_ID else vocab - 1
+    top = min(vocab - 1, QWEN3_FIRST_SPECIAL)
+
+    def field(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        lengths = rng.integers(max(2, length // 4), length + 1, size=shape)
+        lengths.reshape(-1)[0] = length
+        ids = rng.integers(0, top, size=(*shape, length)).astype(np.int32)
+        pos = np.arange(length)
+        ids = np.where(pos == lengths[..., None] - 1, eos, ids)
+        mask = (pos < lengths[..., None]).astype(np.int32)
+        return ids * mask, mask
+
+    out: dict[str, np.ndarray] = {}
+    for name, shape in (("query", (batch,)), ("passage", (batch,)), ("negative", (batch, negatives))):
+        out[f"{name}_ids"], out[f"{name}_mask"] = field(shape)
+    return out
+
+
+def build_hf_model(out: Path, *, vocab: int, hidden: int, intermediate: int, layers: int, heads: int,
+                   kv_heads: int, head_dim: int, max_positions: int, attn: str, seed: int) -> Any:
+    """A random transformers `Qwen3Model` (norm scales randomised too), saved to `out`."""
+    import torch
+    from transformers import Qwen3Config as HFQwen3Config
+    from transformers import Qwen3Model as HFQwen3Model
+
+    cfg = HFQwen3Config(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+        max_position_embeddings=max(2048, max_positions), rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}, attn_implementation=attn,
+    )
+    cfg.eos_token_id = QWEN3_EOS_ID
+    torch.manual_seed(seed)
+    model = HFQwen3Model(cfg)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.2 * torch.randn_like(param))
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    return model.train()  # dropout is 0 in Qwen3; train() so nothing eval-only kicks in
+
+
+def torch_mrl_weights(dims: Sequence[int]) -> list[float]:
+    """1 / (n·sqrt(d/dim)), n = 1, 2, ... from the largest dim down (written apart from f2jax's)."""
+    d = max(dims)
+    ranked = sorted(dims, reverse=True)
+    return [1.0 / ((ranked.index(dim) + 1) * math.sqrt(d / dim)) for dim in dims]
+
+
+def torch_objective(q: Any, p: Any, n: Any, dims: Sequence[int], temperature: float) -> Any:
+    """Σ_dim w · (in-batch CE over the batch's passages + hard CE over [pos, own negatives])."""
+    import torch
+    import torch.nn.functional as F
+
+    b = q.shape[0]
+    cands = torch.cat([p[:, None], n], dim=1)
+    target_ib = torch.arange(b)
+    target_hard = torch.zeros(b, dtype=torch.long)
+    total = q.new_zeros(())
+    for dim, w in zip(dims, torch_mrl_weights(dims), strict=True):
+        qn = F.normalize(q[:, :dim], dim=-1)
+        pn = F.normalize(p[:, :dim], dim=-1)
+        cn = F.normalize(cands[..., :dim], dim=-1)
+        inbatch = F.cross_entropy(qn @ pn.T / temperature, target_ib)
+        hard = F.cross_entropy(torch.einsum("bd,bkd->bk", qn, cn) / temperature, target_hard)
+        total = total + w * (inbatch + hard)
+    return total
+
+
+class TorchStep:
+    """zero_grad → three forwards (queries, positives, negatives) → loss → backward → clip → AdamW."""
+
+    def __init__(self, model: Any, batch: dict[str, np.ndarray], dims: Sequence[int], *, lr: float,
+                 temperature: float) -> None:
+        import torch
+
+        self.model, self.dims, self.temperature = model, tuple(dims), temperature
+        b, k, length = batch["negative_ids"].shape
+        as_long = lambda x: torch.as_tensor(x, dtype=torch.long)
+        self.inputs = [(as_long(batch[f"{f}_ids"].reshape(-1, length)), as_long(batch[f"{f}_mask"].reshape(-1, length)))
+                       for f in ("query", "passage", "negative")]
+        self.shape = (b, k)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.01)
+
+    def _pool(self, ids: Any, mask: Any) -> Any:
+        import torch
+
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = mask.sum(-1) - 1
+        return hidden[torch.arange(ids.shape[0]), last]
+
+    def __call__(self) -> tuple[float, float]:
+        import torch
+
+        self.opt.zero_grad(set_to_none=True)
+        q, p, n = (self._pool(ids, mask) for ids, mask in self.inputs)
+        loss = torch_objective(q, p, n.reshape(*self.shape, -1), self.dims, self.temperature)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return float(loss.detach()), float(norm)
+
+
+def bench_train_step(*, hidden: int = 128, layers: int = 2, heads: int = 4, kv_heads: int = 2, head_dim: int = 32,
+                     intermediate: int = 256, vocab: int = 151936, batch: int = 16, negatives: int = 7,
+                     length: int = 128, steps: int = 10, lr: float = 1e-4, threads: int | None = None,
+                     attn: str = "sdpa", seed: int = 0, workdir: str | Path | None = None) -> dict[str, Any]:
+    """Steady-state step seconds and real tokens/s of f2jax vs PyTorch, plus first-step loss agreement."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+    from f2jax.hf.load import load_model
+    from f2jax.model.qwen3 import ModelOptions
+    from f2jax.train.losses import mrl_dims
+    from f2jax.train.optim import make_optimizer, make_schedule
+    from f2jax.train.step import LossSpec, train_step
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    threads = threads or available_cores()
+    torch.set_num_threads(threads)
+    batch_np = make_batch(np.random.default_rng(seed), batch, negatives, length, vocab)
+    masks = [batch_np[f"{f}_mask"] for f in ("query", "passage", "negative")]
+    real_tokens, padded_tokens = int(sum(m.sum() for m in masks)), int(sum(m.size for m in masks))
+    dims = mrl_dims(hidden)
+
+    with tempfile.TemporaryDirectory(prefix="f2jax-bench-train-", dir=workdir) as tmp:
+        hf_model = build_hf_model(Path(tmp), vocab=vocab, hidden=hidden, intermediate=intermediate,
+                                  layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                                  max_positions=length, attn=attn, seed=seed)
+        model = load_model(tmp, ModelOptions(param_dtype="float32", dtype="float32"))
+    graphdef, model_state = nnx.split(model)
+    params = nnx.to_pure_dict(model_state)
+    del model, model_state
+
+    tx = make_optimizer(make_schedule("constant", peak_lr=lr, warmup_steps=0, total_steps=steps + 1))
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    arrays = {k: jnp.asarray(v) for k, v in batch_np.items()}
+    fn = functools.partial(train_step, graphdef=graphdef, tx=tx, spec=LossSpec(mrl_dims=dims), inbatch=True)
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn, donate_argnums=0).lower(state, arrays, None).compile()
+    compile_s = time.perf_counter() - t0
+
+    def jax_step() -> tuple[float, float]:
+        nonlocal state
+        state, metrics = compiled(state, arrays, None)
+        return float(metrics["loss"]), float(metrics["grad_norm"])  # float() waits for the step
+
+    torch_step = TorchStep(hf_model, batch_np, dims, lr=lr, temperature=0.05)
+
+    def timed(step: Any) -> tuple[float, tuple[float, float]]:
+        start = time.perf_counter()
+        out = step()
+        return time.perf_counter() - start, out
+
+    jax_first_s, (jax_loss0, jax_norm0) = timed(jax_step)
+    torch_first_s, (torch_loss0, torch_norm0) = timed(torch_step)
+    jax_times, torch_times = [], []
+    for _ in range(steps):  # interleaved, so load from elsewhere hits both alike
+        seconds, (jax_loss, _) = timed(jax_step)
+        jax_times.append(seconds)
+        seconds, (torch_loss, _) = timed(torch_step)
+        torch_times.append(seconds)
+    jax_s, torch_s = statistics.median(jax_times), statistics.median(torch_times)
+
+    return {
+        "hidden": hidden, "layers": layers, "vocab": vocab, "batch": batch, "negatives": negatives,
+        "length": length, "sequences": batch * (2 + negatives), "real_tokens": real_tokens,
+        "padded_tokens": padded_tokens, "mrl_dims": ",".join(map(str, dims)), "dtype": "float32",
+        "steps_timed": steps, "xla_threads": available_cores(), "torch_threads": torch.get_num_threads(),
+        "torch_attn": attn,
+        "f2jax_compile_s": compile_s, "f2jax_first_step_s": jax_first_s,
+        "f2jax_step_s": jax_s, "f2jax_step_min_s": min(jax_times),
+        "f2jax_tokens_per_s": real_tokens / jax_s,
+        "torch_first_step_s": torch_first_s, "torch_step_s": torch_s, "torch_step_min_s": min(torch_times),
+        "torch_tokens_per_s": real_tokens / torch_s,
+        "speedup_torch_over_f2jax": torch_s / jax_s,
+        "f2jax_first_loss": jax_loss0, "torch_first_loss": torch_loss0,
+        "first_loss_rel_diff": abs(jax_loss0 - torch_loss0) / abs(torch_loss0),
+        "f2jax_first_grad_norm": jax_norm0, "torch_first_grad_norm": torch_norm0,
+        "first_grad_norm_rel_diff": abs(jax_norm0 - torch_norm0) / abs(torch_norm0),
+        "f2jax_last_loss": jax_loss, "torch_last_loss": torch_loss,
+        "last_loss_rel_diff": abs(jax_loss - torch_loss) / abs(torch_loss),
+    }
