@@ -11,7 +11,14 @@ if TYPE_CHECKING:
 
 
 def load(path: Any, dtype: str = "float32", **kwargs: Any) -> Encoder:
-    """Load a Hugging Face Qwen3 directory (or an f2jax export) as an `Encoder`."""
+    """An `Encoder` from a Hugging Face Qwen3 directory (or an f2jax export), or from an f2jax
+    run directory (its newest valid checkpoint; `step=N` picks another)."""
+    from pathlib import Path
+
+    if (Path(path) / "checkpoints").is_dir():
+        from f2jax.train.export import encoder_from_checkpoint
+
+        return encoder_from_checkpoint(path, kwargs.pop("step", None))[1]
     from f2jax.encode import Encoder
 
     return Encoder.from_pretrained(path, dtype=dtype, **kwargs)

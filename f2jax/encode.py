@@ -21,7 +21,7 @@ from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model, last_token_pool
-from f2jax.sharding import BATCH_AXES
+from f2jax.sharding import BATCH_AXES, activation_sharding
 from f2jax.tokenizer import load_tokenizer, tokenize
 
 DEFAULT_MAX_LENGTH = 512
@@ -129,7 +129,9 @@ class Encoder:
                 ids[j, :len(token_ids[i])] = token_ids[i]
                 mask[j, :len(token_ids[i])] = 1
             mask[len(rows):, 0] = 1  # padding rows: one token, discarded below
-            pending.append((rows, self._pooled(self._state, self._place(ids), self._place(mask))))
+            with activation_sharding(self.mesh):
+                pooled = self._pooled(self._state, self._place(ids), self._place(mask))
+            pending.append((rows, pooled))
         out = np.empty((n, self.config.hidden_size), np.float32)
         for rows, pooled in pending:
             out[rows] = np.asarray(pooled)[: len(rows)]
@@ -163,7 +165,8 @@ class Encoder:
         mask = np.asarray(attention_mask, np.int32)
         if ids.shape != mask.shape or ids.ndim != 2:
             raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal 2-D shapes")
-        return np.asarray(self._hidden(self._state, self._place(ids), self._place(mask)))
+        with activation_sharding(self.mesh):
+            return np.asarray(self._hidden(self._state, self._place(ids), self._place(mask)))
 
     def save_pretrained(self, out_dir: str | Path, *, dtype: str | None = None,
                         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Path:

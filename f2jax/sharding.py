@@ -6,16 +6,16 @@ mesh axis does not divide stays replicated rather than failing.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-from f2jax.model.partitioning import logical_axes
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -85,6 +85,8 @@ def param_shardings(
     params: Mapping[str, Any], mesh: Mesh, rules: Mapping[str, str | None] | None = None
 ) -> dict[str, Any]:
     """NamedSharding for every leaf of a nested parameter dict (leaves need `.shape`)."""
+    from f2jax.model.partitioning import logical_axes  # the model imports this module
+
     rules = DEFAULT_RULES if rules is None else rules
     flat = traverse_util.flatten_dict(params)
     out = {
@@ -101,3 +103,30 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 
 def shard_batch(array: np.ndarray, mesh: Mesh) -> jax.Array:
     return jax.device_put(array, batch_sharding(mesh, array.ndim))
+
+
+_ACTIVATION_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar("f2jax_activation_mesh", default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh | None) -> Iterator[None]:
+    """While tracing inside this block, model activations are pinned to batch sharding.
+
+    Without the pin, XLA's SPMD partitioner may all-gather activations over `fsdp` (and keep
+    the full batch per device) instead of all-gathering the weights, as FSDP intends.
+    """
+    token = _ACTIVATION_MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _ACTIVATION_MESH.reset(token)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """Shard x's leading (batch) dimension over (`data`, `fsdp`) when a mesh is active."""
+    mesh = _ACTIVATION_MESH.get()
+    if mesh is None:
+        return x
+    if x.shape[0] % (mesh.shape["data"] * mesh.shape["fsdp"]):
+        return x
+    return jax.lax.with_sharding_constraint(x, batch_sharding(mesh, x.ndim))

@@ -16,6 +16,7 @@ from flax import nnx
 from f2jax.model.attention import ATTENTION_IMPLS, AttentionImpl, attend
 from f2jax.model.config import Qwen3Config
 from f2jax.model.rope import apply_rope, rope_tables
+from f2jax.sharding import constrain_batch
 
 REMAT_POLICIES: dict[str, Any] = {
     "none": None,
@@ -145,13 +146,13 @@ class Qwen3Model(nnx.Module):
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
         dtype = as_dtype(self.options.dtype)
-        x = self.embed_tokens(input_ids).astype(dtype)
+        x = constrain_batch(self.embed_tokens(input_ids).astype(dtype))
         lengths = attention_mask.astype(jnp.int32).sum(axis=-1)
         cos, sin = rope_tables(self.config, input_ids.shape[1], dtype)
         graphdef, layer_state = nnx.split(self.layers)
 
         def block(h: jax.Array, state: Any) -> tuple[jax.Array, None]:
-            return nnx.merge(graphdef, state)(h, cos, sin, lengths), None
+            return constrain_batch(nnx.merge(graphdef, state)(constrain_batch(h), cos, sin, lengths)), None
 
         policy = REMAT_POLICIES[self.options.remat]
         if self.options.remat != "none":

@@ -31,10 +31,8 @@ def checkpoint_config(checkpointer: Checkpointer, step: int | None) -> tuple[int
     return restored.step, config_from_dict(restored.meta["config"])
 
 
-def export_checkpoint(
-    run_dir: str | Path, out_dir: str | Path, step: int | None = None
-) -> tuple[int, Path]:
-    """Write step `step` (default: the newest valid one) of `run_dir` to `out_dir`."""
+def encoder_from_checkpoint(run_dir: str | Path, step: int | None = None) -> tuple[int, Encoder]:
+    """(step, an Encoder over that checkpoint's parameters); default: the newest valid step."""
     checkpointer = Checkpointer(Path(run_dir) / "checkpoints", read_only=True)
     try:
         if not checkpointer.steps():
@@ -50,9 +48,16 @@ def export_checkpoint(
         target = abstract_like(shapes, param_shardings(shapes, mesh))
         restored = checkpointer.restore({"params": target}, step=step)
         model = nnx.merge(graphdef, restored.state["params"])
-        encoder = Encoder(model, tokenizer, max_length=cfg.data.max_length, mesh=mesh)
-        out = encoder.save_pretrained(out_dir)
     finally:
         checkpointer.manager.close()
+    return step, Encoder(model, tokenizer, max_length=cfg.data.max_length, mesh=mesh)
+
+
+def export_checkpoint(
+    run_dir: str | Path, out_dir: str | Path, step: int | None = None
+) -> tuple[int, Path]:
+    """Write step `step` (default: the newest valid one) of `run_dir` to `out_dir`."""
+    step, encoder = encoder_from_checkpoint(run_dir, step)
+    out = encoder.save_pretrained(out_dir)
     log.info("exported checkpoint step %d of %s to %s", step, run_dir, out)
     return step, out

@@ -17,12 +17,12 @@ import grain
 import jax
 from tqdm.auto import tqdm
 
-from f2jax.config import RunConfig, dump_config
+from f2jax.config import ConfigError, RunConfig, dump_config
 from f2jax.data.pipeline import ARRAY_KEYS as DATA_ARRAY_KEYS
 from f2jax.data.pipeline import make_dataset, to_global
 from f2jax.encode import Encoder
 from f2jax.hf.export import to_host
-from f2jax.sharding import batch_sharding, param_shardings
+from f2jax.sharding import activation_sharding, batch_sharding, param_shardings
 from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
 from f2jax.train.checkpoint import Checkpointer, abstract_like
@@ -60,6 +60,9 @@ class Trainer:
         self.dataset = self._dataset("train")
         steps_per_epoch = self.dataset.steps_per_epoch
         self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
+        if cfg.train.warmup_steps > self.total_steps:
+            raise ConfigError(f"train.warmup_steps {cfg.train.warmup_steps} exceeds the run's "
+                              f"{self.total_steps} steps")
         self.schedule = make_schedule(cfg.train.schedule, peak_lr=cfg.train.lr,
                                       warmup_steps=cfg.train.warmup_steps,
                                       total_steps=self.total_steps, min_lr=cfg.train.min_lr)
@@ -114,11 +117,13 @@ class Trainer:
                 fn = functools.partial(self._train_fn, teacher_graphdef=teacher, inbatch=inbatch)
                 jitted = jax.jit(fn, in_shardings=(self.state_shardings, batch_sh, teacher_sh),
                                  out_shardings=(self.state_shardings, None), donate_argnums=0)
-                lowered = jitted.lower(self.state, arrays, self._teacher())
+                with activation_sharding(self.mesh):
+                    lowered = jitted.lower(self.state, arrays, self._teacher())
             else:
                 fn = functools.partial(self._eval_fn, teacher_graphdef=teacher, inbatch=inbatch)
                 jitted = jax.jit(fn, in_shardings=(self.state_shardings["params"], batch_sh, teacher_sh))
-                lowered = jitted.lower(self.state["params"], arrays, self._teacher())
+                with activation_sharding(self.mesh):
+                    lowered = jitted.lower(self.state["params"], arrays, self._teacher())
             start = time.perf_counter()
             compiled = lowered.compile()
             mem = compiled.memory_analysis()

@@ -8,7 +8,7 @@ TINY_MODEL = [
     "model.init={hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,"
     " num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 256}",
     "data.max_length=64", "data.buckets=[64]", "data.global_batch_size=8",
-    "train.eval_every=0", "train.log_every=1", "checkpoint.every=0",
+    "train.eval_every=0", "train.log_every=1", "train.warmup_steps=1", "checkpoint.every=0",
 ]
 
 

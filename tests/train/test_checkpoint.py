@@ -16,6 +16,7 @@ from sentence_transformers import SentenceTransformer
 from tiny_models import hf_hidden_states, random_batch
 from transformers import AutoModel
 
+import f2jax
 from f2jax.cli import main
 from f2jax.config import CheckpointSection, load_config
 from f2jax.sharding import make_mesh
@@ -141,6 +142,13 @@ def test_export_of_a_checkpoint_loads_in_transformers_and_sentence_transformers(
     trainer.train()
     trainer.close()
     assert trainer.checkpointer.steps() == [2, 3]
+    # resuming with a changed learning rate names the key loudly (checked before the CLI runs:
+    # the CLI's logging setup replaces the root handlers that caplog listens on)
+    changed = _trainer(tmp_path, [*tiny_overrides, "train.steps=3", "train.lr=0.5"])
+    with caplog.at_level(logging.WARNING):
+        changed.train()
+    changed.close()
+    assert any("DIFFERENT CONFIG" in r.getMessage() and "train.lr" in r.getMessage() for r in caplog.records)
     out = tmp_path / "export"
     assert main(["export", str(tmp_path / "run"), str(out), "--step", "3"]) == 0
     encoder = trainer.encoder()  # the parameters after step 3
@@ -151,6 +159,7 @@ def test_export_of_a_checkpoint_loads_in_transformers_and_sentence_transformers(
     assert np.abs(ours - ref)[real].max() <= 1e-4 * np.abs(ref[real]).max()
     st = SentenceTransformer(str(out), device="cpu")
     theirs, mine = st.encode(TEXTS), encoder.encode(TEXTS)
+    np.testing.assert_allclose(f2jax.load(tmp_path / "run", step=3).encode(TEXTS), mine, atol=1e-5)
     cosine = (mine * theirs).sum(-1) / np.linalg.norm(theirs, axis=-1)
     assert cosine.min() >= 0.9999
     # step 2 is exported too, and differs from step 3
@@ -158,12 +167,6 @@ def test_export_of_a_checkpoint_loads_in_transformers_and_sentence_transformers(
     st2 = SentenceTransformer(str(tmp_path / "export2"), device="cpu")
     assert np.abs(st2.encode(TEXTS) - theirs).max() > 1e-4
 
-    # resuming with a changed learning rate names the key loudly
-    changed = _trainer(tmp_path, [*tiny_overrides, "train.steps=3", "train.lr=0.5"])
-    with caplog.at_level(logging.WARNING):
-        changed.train()
-    changed.close()
-    assert any("DIFFERENT CONFIG" in r.getMessage() and "train.lr" in r.getMessage() for r in caplog.records)
 
 
 def test_config_differences_ignore_run_length_and_bookkeeping():
