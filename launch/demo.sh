@@ -14,12 +14,16 @@ import numpy as np
 import f2jax
 
 encoder = f2jax.load(sys.argv[1])
-queries = ["Return the absolute path of a file.", "Germany"]
-docs = ["def abspath(path):\n    return os.path.normpath(os.path.join(os.getcwd(), path))",
-        "Deutschland", "def sleep(seconds):\n    time.sleep(seconds)", "Frankreich"]
-q = encoder.encode(queries, prompt_name="query")
-d = encoder.encode(docs)
-print("cosine similarity (rows: queries, columns: documents)")
-for text, row in zip(queries, q @ d.T):
-    print(f"  {text[:40]:40s}", np.array2string(row, precision=3))
+prompt = "Instruct: Given a description of a Python function, retrieve its code.\nQuery: "
+queries = ["Return a normalized absolutized version of the pathname.", "Remove a directory tree."]
+docs = [
+    'def abspath(path):\n    """Return a normalized absolutized version of the pathname."""\n'
+    "    return normpath(join(os.getcwd(), path))",
+    'def rmtree(path):\n    """Remove a directory tree, ignoring errors if asked."""\n    _rmtree_unsafe(path)',
+    'def sleep(seconds):\n    """Delay execution for a given number of seconds."""\n    time.sleep(seconds)',
+]
+similarity = encoder.encode(queries, prompt=prompt) @ encoder.encode(docs).T
+print("cosine similarity (rows: queries, columns: documents; the diagonal should win)")
+for text, row in zip(queries, similarity):
+    print(f"  {text[:48]:48s}", np.array2string(row, precision=3))
 PY
