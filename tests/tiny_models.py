@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Qwen3Config as HFQwen3Config
 from transformers import Qwen3Model as HFQwen3Model
 
-from f2jax.tokenizer import load_tokenizer
+from f2jax.bench.tiny import save_random_qwen3
 
 TINY = dict(
     vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -23,26 +22,8 @@ def make_hf_model(
     out: Path, *, seed: int = 0, with_tokenizer: bool = True, dtype: torch.dtype = torch.float32,
     **overrides: Any,
 ) -> tuple[Path, HFQwen3Model]:
-    """Save a random `Qwen3Model` (every weight randomised, norms included) to `out`."""
-    cfg_kwargs = {**TINY, **overrides}
-    rope = {"rope_type": "default", "rope_theta": cfg_kwargs.pop("rope_theta")}
-    rope.update(cfg_kwargs.pop("rope_scaling", None) or {})
-    cfg = HFQwen3Config(**cfg_kwargs, rope_parameters=rope)
-    cfg.eos_token_id = 151645
-    torch.manual_seed(seed)
-    model = HFQwen3Model(cfg).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.2 * torch.randn_like(param))
-            elif name.endswith("bias"):
-                param.copy_(0.1 * torch.randn_like(param))
-    model = model.to(dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    if with_tokenizer:
-        load_tokenizer().save_pretrained(out)
-    return out, model
+    """Save a random `Qwen3Model` (every weight randomised, norms and biases included) to `out`."""
+    return save_random_qwen3(out, {**TINY, **overrides}, seed=seed, with_tokenizer=with_tokenizer, dtype=dtype)
 
 
 def random_batch(

@@ -7,11 +7,44 @@ them with transformers itself means the reference side loads them the way users'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from f2jax.tokenizer import load_tokenizer
 
 QWEN3_EOS_ID = 151645
 QWEN3_VOCAB = 151936
+
+
+def save_random_qwen3(out: str | Path, hf_config: dict[str, Any], *, seed: int = 0, with_tokenizer: bool = True,
+                      dtype: Any = None) -> tuple[Path, Any]:
+    """Save a random transformers `Qwen3Model` built from `hf_config` (Qwen3Config kwargs, with
+    `rope_theta` and optional `rope_scaling`); every norm scale and bias is randomised too, so
+    parity checks exercise them. Returns (directory, the torch model)."""
+    import torch
+    from transformers import Qwen3Config as HFQwen3Config
+    from transformers import Qwen3Model as HFQwen3Model
+
+    kwargs = dict(hf_config)
+    rope = {"rope_type": "default", "rope_theta": kwargs.pop("rope_theta", 1_000_000.0)}
+    rope.update(kwargs.pop("rope_scaling", None) or {})
+    cfg = HFQwen3Config(**kwargs, rope_parameters=rope)
+    cfg.eos_token_id = QWEN3_EOS_ID
+    torch.manual_seed(seed)
+    model = HFQwen3Model(cfg).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.2 * torch.randn_like(param))
+            elif name.endswith("bias"):
+                param.copy_(0.1 * torch.randn_like(param))
+    if dtype is not None:
+        model = model.to(dtype)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    if with_tokenizer:
+        load_tokenizer().save_pretrained(out)
+    return out, model
 
 
 def make_tiny_qwen3(
@@ -26,34 +59,11 @@ def make_tiny_qwen3(
     with_tokenizer: bool = True,
 ) -> Path:
     """Save a random `Qwen3Model` (real Qwen3 vocab, norms randomised too) and Qwen3 tokenizer."""
-    import torch
-    from transformers import Qwen3Config as HFQwen3Config
-    from transformers import Qwen3Model as HFQwen3Model
-
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
-    cfg = HFQwen3Config(
-        vocab_size=QWEN3_VOCAB,
-        hidden_size=hidden,
-        intermediate_size=intermediate or 2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=2048,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    hf_config = dict(
+        vocab_size=QWEN3_VOCAB, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        head_dim=hidden // heads, max_position_embeddings=2048, rms_norm_eps=1e-6,
     )
-    cfg.eos_token_id = QWEN3_EOS_ID
-    torch.manual_seed(seed)
-    model = HFQwen3Model(cfg).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.2 * torch.randn_like(param))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    if with_tokenizer:
-        load_tokenizer().save_pretrained(out)
-    return out
+    return save_random_qwen3(out, hf_config, seed=seed, with_tokenizer=with_tokenizer)[0]
