@@ -34,6 +34,7 @@ class ModelSection:
 @dataclasses.dataclass
 class TeacherSection:
     path: str | None = None  # a frozen Qwen3 teacher for distillation (same tokenizer)
+    embeddings: bool = False  # or its vectors precomputed into data.path/teacher (`f2jax data teacher-embed`)
     dtype: str = "bfloat16"
     weight: float = 1.0  # kd_weight
 

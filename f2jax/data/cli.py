@@ -28,8 +28,19 @@ def _build_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher_embed(args: argparse.Namespace) -> int:
+    from f2jax.data.teacher import precompute_teacher_embeddings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = precompute_teacher_embeddings(args.data_dir, args.teacher, dtype=args.dtype,
+                                        batch_size=args.batch_size, storage=args.storage)
+    print(json.dumps(json.loads((out / "meta.json").read_text()), indent=1))
+    return 0
+
+
 def add_data_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `data tokenize IN OUT [--tokenizer DIR] [--max-length N]` and `data demo`."""
+    """Register `data tokenize IN OUT [--tokenizer DIR] [--max-length N]`, `data demo` and
+    `data teacher-embed DATA_DIR --teacher MODEL_DIR`."""
     data = subparsers.add_parser("data", help="prepare training data")
     sub = data.add_subparsers(dest="data_command", required=True)
     tok = sub.add_parser("tokenize", help="validate + tokenise a folder of parquet sources")
@@ -44,6 +55,15 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="rebuild the bundled demo sources")
     demo.add_argument("output", nargs="?", default=None)
     demo.set_defaults(func=_build_demo)
+    emb = sub.add_parser("teacher-embed", help="precompute a teacher's embeddings into DATA_DIR/teacher "
+                         "(for teacher.embeddings=true)")
+    emb.add_argument("data_dir", help="tokenised data folder (`data tokenize` output)")
+    emb.add_argument("--teacher", required=True, help="teacher model dir (Hugging Face Qwen3 or f2jax export)")
+    emb.add_argument("--dtype", default="bfloat16", help="teacher compute dtype (default bfloat16)")
+    emb.add_argument("--batch-size", type=int, default=64)
+    emb.add_argument("--storage", choices=("float16", "float32"), default=None,
+                     help="stored vector dtype (default: float32 for a float32 teacher, else float16)")
+    emb.set_defaults(func=_teacher_embed)
     return data
 
 

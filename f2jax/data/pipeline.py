@@ -22,6 +22,7 @@ import numpy as np
 from f2jax.data import schedule
 from f2jax.data.store import SourceIndex, TokenizedStore
 from f2jax.data.tasks import DEFAULT_NEGATIVES, INBATCH
+from f2jax.data.teacher import TeacherEmbeddings
 
 log = logging.getLogger(__name__)
 _FOREVER = 2**40  # steps of an endless pipeline; MapDataset.range is lazy
@@ -97,8 +98,8 @@ class BatchBuilder:
 
     def __init__(self, store: TokenizedStore, plan, *, seed: int, max_length: int,
                  buckets: Sequence[int], negatives: dict[str, int], instructions: bool,
-                 process_index: int, process_count: int):
-        self.store, self.plan, self.seed = store, plan, seed
+                 process_index: int, process_count: int, teacher: TeacherEmbeddings | None = None):
+        self.store, self.plan, self.seed, self.teacher = store, plan, seed, teacher
         self.sources: list[SourceIndex] = list(store.sources.values())
         self.max_length, self.buckets = max_length, tuple(sorted(buckets))
         self.negatives, self.instructions = negatives, instructions
@@ -134,7 +135,7 @@ class BatchBuilder:
         q_ids, q_mask, q_last = _pad([r[qkey] for r in qrec], lq, self.pad_id, self.eos_id)
         p_ids, p_mask, p_last = _pad(dids[:b], lp, self.pad_id, self.eos_id)
         n_ids, n_mask, n_last = _pad(dids[b:], ln, self.pad_id, self.eos_id)
-        return {
+        out = {
             "query_ids": q_ids, "query_mask": q_mask, "query_last": q_last,
             "passage_ids": p_ids, "passage_mask": p_mask, "passage_last": p_last,
             "negative_ids": n_ids.reshape(b, k, ln), "negative_mask": n_mask.reshape(b, k, ln),
@@ -143,6 +144,12 @@ class BatchBuilder:
             "epoch": plan.epoch, "step_in_epoch": plan.step_in_epoch,
             "rows": rows[mine].astype(np.int64),  # record indices in the source (debugging)
         }
+        if self.teacher is not None:  # stored teacher vectors, gathered by the same ids
+            t = self.teacher
+            out["teacher_query"] = t.gather(t.query(src.name, qkey), rows[mine])
+            out["teacher_passage"] = t.gather(t.corpus, pid[mine])
+            out["teacher_negative"] = t.gather(t.corpus, nid[mine])
+        return out
 
 
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -171,8 +178,13 @@ def make_dataset(
     num_epochs: int | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    teacher_embeddings: bool = False,
 ) -> grain.MapDataset:
-    """A `grain.MapDataset` whose element i is step i's local batch (see module docstring)."""
+    """A `grain.MapDataset` whose element i is step i's local batch (see module docstring).
+
+    `teacher_embeddings=True` adds the stored teacher vectors of `data_dir/teacher/` (see
+    `f2jax.data.teacher`) as float32 `teacher_query` [b, H], `teacher_passage` [b, H] and
+    `teacher_negative` [b, K, H]."""
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
     p, P = _processes(process_index, process_count)
@@ -206,9 +218,10 @@ def make_dataset(
     else:
         plan = ValidationPlan(val_rows, global_batch_size, P)
         steps = len(plan.items)
+    teacher = TeacherEmbeddings(data_dir) if teacher_embeddings else None
     builder = BatchBuilder(store, plan, seed=seed, max_length=max_length, buckets=buckets,
                            negatives=negatives, instructions=instructions,
-                           process_index=p, process_count=P)
+                           process_index=p, process_count=P, teacher=teacher)
     ds = grain.MapDataset.range(steps).map(builder)
     ds.steps_per_epoch = getattr(plan, "steps_per_epoch", steps)  # for schedulers and logs
     return ds
@@ -232,6 +245,7 @@ def make_validation_iterator(data_dir: str | Path, *, global_batch_size: int, se
 
 ARRAY_KEYS = ("query_ids", "query_mask", "query_last", "passage_ids", "passage_mask",
               "passage_last", "negative_ids", "negative_mask", "negative_last")
+TEACHER_KEYS = ("teacher_query", "teacher_passage", "teacher_negative")  # with teacher_embeddings=True
 
 
 def to_global(batch: dict, mesh, batch_axes: Sequence[str] = ("data", "fsdp")) -> dict:
@@ -241,7 +255,7 @@ def to_global(batch: dict, mesh, batch_axes: Sequence[str] = ("data", "fsdp")) -
 
     axes = tuple(a for a in batch_axes if a in mesh.axis_names)
     out = dict(batch)
-    for key in ARRAY_KEYS:
+    for key in (*ARRAY_KEYS, *(k for k in TEACHER_KEYS if k in batch)):
         arr = batch[key]
         spec = PartitionSpec(axes or None, *([None] * (arr.ndim - 1)))
         out[key] = jax.make_array_from_process_local_data(NamedSharding(mesh, spec), arr)

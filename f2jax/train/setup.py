@@ -27,7 +27,7 @@ SCHEDULES = ("cosine", "constant")
 
 def model_options(section: Any, key: str) -> ModelOptions:
     try:
-        return ModelOptions(param_dtype=section.param_dtype, dtype=section.dtype,
+        return ModelOptions(param_dtype=getattr(section, "param_dtype", section.dtype), dtype=section.dtype,
                             attention=getattr(section, "attention", "xla"),
                             remat=getattr(section, "remat", "none"))
     except ValueError as err:
@@ -103,6 +103,9 @@ def check_static(cfg: RunConfig) -> None:
         _existing_dir(cfg.data.raw, "data.raw")
     if cfg.data.path is not None and cfg.data.raw is None:
         _existing_dir(cfg.data.path, "data.path")
+    if cfg.teacher.path is not None and cfg.teacher.embeddings:
+        raise ConfigError("teacher.path and teacher.embeddings are mutually exclusive: co-host the teacher "
+                          "(teacher.path) or read its precomputed vectors (teacher.embeddings=true)")
     if cfg.teacher.path is not None:
         _existing_dir(cfg.teacher.path, "teacher.path")
     model_options(cfg.model, "model")
@@ -158,6 +161,33 @@ def check_teacher(cfg: RunConfig, student: Qwen3Config) -> Qwen3Config | None:
     if teacher.vocab_size < student.vocab_size:
         raise ConfigError("teacher.path: teacher vocabulary is smaller than the student's (same token ids needed)")
     return teacher
+
+
+def check_teacher_embeddings(cfg: RunConfig, data_dir: Path, student: Qwen3Config) -> dict[str, Any] | None:
+    """With `teacher.embeddings`, the stored teacher folder's meta (checked against the data and
+    the student); else None."""
+    if not cfg.teacher.embeddings:
+        return None
+    from f2jax.data.teacher import TEACHER_DIR, read_teacher_meta
+
+    try:
+        meta = read_teacher_meta(data_dir)
+    except FileNotFoundError:
+        raise ConfigError(f"teacher.embeddings: {Path(data_dir) / TEACHER_DIR / 'meta.json'} does not exist; "
+                          f"run `f2jax data teacher-embed {data_dir} --teacher MODEL_DIR` first") from None
+    except ValueError as err:
+        raise ConfigError(f"teacher.embeddings: {err}") from None
+    if meta["hidden_size"] < student.hidden_size:
+        raise ConfigError(f"teacher.embeddings: stored teacher hidden size {meta['hidden_size']} is smaller "
+                          f"than the student's {student.hidden_size}; KD truncates the teacher, it cannot widen it")
+    sources = read_json(Path(data_dir) / "meta.json")["sources"]
+    missing = [f"{src}.{key}" for src, info in sources.items()
+               for key in ["query_instructed" if cfg.data.instructions and info.get("instruction") else "query"]
+               if key not in meta["queries"].get(src, [])]
+    if missing:
+        raise ConfigError(f"teacher.embeddings: no stored vectors for {missing} (data.instructions="
+                          f"{cfg.data.instructions}); rerun `f2jax data teacher-embed`")
+    return meta
 
 
 def data_parallel_size(mesh: jax.sharding.Mesh) -> int:

@@ -23,6 +23,9 @@ from f2jax.train.losses import distill_loss, hard_negative_loss, inbatch_loss
 Params = Any
 Batch = dict[str, jax.Array]
 ARRAY_KEYS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "negative_ids", "negative_mask")
+# Precomputed teacher vectors ([b, Ht], [b, Ht], [b, K, Ht]); when a batch carries them and no
+# co-hosted teacher is given, they are the teacher reps.
+TEACHER_KEYS = ("teacher_query", "teacher_passage", "teacher_negative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +83,22 @@ def _unflatten(tree: Any, k: int) -> Any:
     return jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), tree)
 
 
+def batch_keys(batch: dict[str, Any]) -> tuple[str, ...]:
+    """The array keys a step takes from `batch`: ARRAY_KEYS, plus TEACHER_KEYS when present."""
+    return (*ARRAY_KEYS, *(key for key in TEACHER_KEYS if key in batch))
+
+
 def teacher_reps(teacher: tuple[nnx.GraphDef, Params] | None, batch: Batch, k: int) -> Any:
+    """Teacher (q, p, n) in the order of the student reps: a co-hosted teacher's forward pass,
+    else the batch's stored vectors, else None. With k > 1 micro-batches the rows follow the
+    same `_micro`/`_flatten` order as the GradCache student reps."""
     if teacher is None:
-        return None
+        if TEACHER_KEYS[0] not in batch:
+            return None
+        stored = tuple(batch[key].astype(jnp.float32) for key in TEACHER_KEYS)
+        if k > 1:
+            stored = _flatten(tuple(_micro({"x": x}, k)["x"] for x in stored))
+        return jax.lax.stop_gradient(stored)
     graphdef, params = teacher
     if k == 1:
         return jax.lax.stop_gradient(encode_batch(graphdef, params, batch))
@@ -94,6 +110,7 @@ def loss_and_grads(graphdef: nnx.GraphDef, params: Params, batch: Batch, teacher
                    spec: LossSpec, inbatch: bool) -> tuple[dict[str, jax.Array], Params]:
     k = spec.grad_accum
     t_reps = teacher_reps(teacher, batch, k)
+    batch = {key: v for key, v in batch.items() if key not in TEACHER_KEYS}
     if k == 1:
         def loss_fn(prm: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
             return objective(encode_batch(graphdef, prm, batch), t_reps, spec, inbatch)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from f2jax.config import ConfigError, RunConfig, dump_config
 from f2jax.data.pipeline import ARRAY_KEYS as DATA_ARRAY_KEYS
+from f2jax.data.pipeline import TEACHER_KEYS as DATA_TEACHER_KEYS
 from f2jax.data.pipeline import make_dataset, to_global
 from f2jax.encode import Encoder
 from f2jax.hf.export import to_host
@@ -32,7 +33,7 @@ from f2jax.train.preemption import PreemptionWatch
 from f2jax.train.resume import truncate_metrics, warn_config_changes
 from f2jax.train.retrieval_eval import RetrievalAccumulator
 from f2jax.train.state import init_state, state_shardings
-from f2jax.train.step import ARRAY_KEYS, LossSpec, eval_step, train_step
+from f2jax.train.step import LossSpec, batch_keys, eval_step, train_step
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Trainer:
         self.mrl_dims = setup.resolve_mrl_dims(cfg, self.model_config.hidden_size)
         teacher_config = setup.check_teacher(cfg, self.model_config)
         self.data_dir = setup.prepare_data(cfg, self.run_dir, tok_dir)
+        setup.check_teacher_embeddings(cfg, self.data_dir, self.model_config)
         self.dataset = self._dataset("train")
         steps_per_epoch = self.dataset.steps_per_epoch
         self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
@@ -97,7 +99,8 @@ class Trainer:
         return make_dataset(self.data_dir, global_batch_size=d.global_batch_size, seed=self.cfg.train.seed,
                             max_length=d.max_length, buckets=d.buckets, negatives=d.negatives,
                             split=split, instructions=d.instructions, holdout=d.holdout,
-                            max_rows_per_source=d.max_rows_per_source)
+                            max_rows_per_source=d.max_rows_per_source,
+                            teacher_embeddings=self.cfg.teacher.embeddings)
 
     def _teacher(self) -> Any:
         return self.teacher_params
@@ -105,7 +108,8 @@ class Trainer:
     def _step_fn(self, kind: str, batch: dict[str, jax.Array]) -> Any:
         """The compiled step for this kind ('train'/'eval') × in-batch flag × shapes."""
         inbatch = bool(batch["inbatch"])
-        arrays = {k: batch[k] for k in ARRAY_KEYS}
+        keys = batch_keys(batch)
+        arrays = {k: batch[k] for k in keys}
         key = (kind, inbatch, tuple((k, v.shape) for k, v in arrays.items()))
         if key not in self._compiled:
             batch_sh = {k: batch_sharding(self.mesh, v.ndim) for k, v in arrays.items()}
@@ -134,7 +138,7 @@ class Trainer:
                          kind, [v.shape for v in arrays.values()], time.perf_counter() - start,
                          total / 2**20, mem.argument_size_in_bytes / 2**20, mem.temp_size_in_bytes / 2**20)
             self._compiled[key] = compiled
-        return self._compiled[key], {k: batch[k] for k in ARRAY_KEYS}
+        return self._compiled[key], arrays
 
     def _teacher_tuple(self, teacher_graphdef: Any, teacher_params: Any) -> Any:
         return None if teacher_graphdef is None else (teacher_graphdef, teacher_params)
@@ -153,7 +157,8 @@ class Trainer:
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = to_global(batch, self.mesh)
-        return {**out, **{k: batch[k] for k in batch if k not in DATA_ARRAY_KEYS}}
+        local = (*DATA_ARRAY_KEYS, *DATA_TEACHER_KEYS)
+        return {**out, **{k: batch[k] for k in batch if k not in local}}
 
     def train(self, start_step: int | None = None, iterator: Any = None,
               on_step: Any = None) -> dict[str, Any]:
