@@ -71,3 +71,18 @@ def test_missing_data_path(tmp_path):
     with pytest.raises(ConfigError, match=r"data\.path: .*nowhere does not exist"):
         Trainer(load_config("configs/demo.yaml", ["data.raw=null", f"data.path={tmp_path}/nowhere"]),
                 tmp_path / "run")
+
+
+def test_cohosted_teacher_distils_in_the_loop(tmp_path, tiny_overrides):
+    from f2jax.bench.tiny import make_tiny_qwen3
+
+    teacher = make_tiny_qwen3(tmp_path / "teacher", hidden=64, layers=1, heads=4, kv_heads=2)
+    trainer = _trainer(tmp_path, [*tiny_overrides, "train.steps=2", f"teacher.path={teacher}",
+                                  "teacher.dtype=float32", "teacher.weight=0.5"])
+    trainer.train()
+    trainer.close()
+    train = [r for r in read_metrics(tmp_path / "run") if r.get("split") is None]
+    assert len(train) == 2 and all(r["loss_kd"] > 0 for r in train)
+    for r in train:
+        expected = r["loss_inbatch"] + r["loss_hard"] + 0.5 * r["loss_kd"]
+        assert abs(r["loss"] - expected) <= 1e-5 * abs(expected)
