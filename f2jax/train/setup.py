@@ -18,7 +18,7 @@ from f2jax.config import ConfigError, RunConfig
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model
-from f2jax.sharding import BATCH_AXES, MeshError, make_mesh, param_shardings
+from f2jax.sharding import MeshError, make_mesh, param_shardings
 from f2jax.train.losses import mrl_dims as default_mrl_dims
 
 log = logging.getLogger(__name__)
@@ -188,10 +188,6 @@ def check_teacher_embeddings(cfg: RunConfig, data_dir: Path, student: Qwen3Confi
         raise ConfigError(f"teacher.embeddings: no stored vectors for {missing} (data.instructions="
                           f"{cfg.data.instructions}); rerun `f2jax data teacher-embed`")
     return meta
-
-
-def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
-    return int(mesh.shape[BATCH_AXES[0]] * mesh.shape[BATCH_AXES[1]])
 
 
 def read_json(path: Path) -> dict[str, Any]:
