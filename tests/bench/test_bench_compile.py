@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from bench_shapes import TINY as BENCH_TINY
 
 from f2jax.bench.compile import bench_compile, compile_times
 from f2jax.bench.synth import qwen3_config
 from f2jax.model.qwen3 import ModelOptions
 
-TINY = dict(
-    num_hidden_layers=1,
-    hidden_size=32,
-    intermediate_size=64,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    vocab_size=300,
-)
+TINY = {**BENCH_TINY, "num_hidden_layers": 1}
 
 
 def test_compile_times_forward_and_backward():

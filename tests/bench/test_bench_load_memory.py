@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from bench_shapes import TINY as BENCH_TINY
 from flax import nnx
 
 from f2jax.bench.load_memory import bench_load_memory
@@ -12,15 +13,7 @@ from f2jax.bench.synth import qwen3_config, write_checkpoint
 from f2jax.hf.load import load_model
 from f2jax.model.qwen3 import ModelOptions
 
-TINY = dict(
-    num_hidden_layers=2,
-    hidden_size=32,
-    intermediate_size=64,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    vocab_size=300,
-)
+TINY = BENCH_TINY
 
 
 def test_bench_reports_consistent_bytes(tmp_path):

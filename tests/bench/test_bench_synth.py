@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from bench_shapes import TINY as BENCH_TINY
 from safetensors.numpy import load_file
 
 from f2jax.bench.synth import checkpoint_tensors, qwen3_config, write_checkpoint
@@ -13,15 +14,7 @@ from f2jax.hf.checkpoint import SafetensorsCheckpoint
 from f2jax.hf.load import validate_checkpoint
 from f2jax.model.config import Qwen3Config
 
-TINY = dict(
-    num_hidden_layers=2,
-    hidden_size=32,
-    intermediate_size=64,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    vocab_size=300,
-)
+TINY = BENCH_TINY
 
 
 @pytest.mark.parametrize("shard_bytes", [None, 4096])
