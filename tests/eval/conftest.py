@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from tiny_models import make_hf_model
 
 import f2jax
 
@@ -14,12 +13,9 @@ EXAMPLES = Path(f2jax.__file__).parent / "eval" / "examples"
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
+def tiny(exported_tiny):
     """(encoder, export_dir) for a tiny random model with the real Qwen3 tokenizer."""
-    src, _ = make_hf_model(tmp_path_factory.mktemp("eval_src"))
-    encoder = f2jax.load(src, max_length=128)
-    out = encoder.save_pretrained(tmp_path_factory.mktemp("eval_export"))
-    return encoder, out
+    return exported_tiny
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from tiny_models import hf_hidden_states, make_hf_model, random_batch
+from tiny_models import hf_hidden_states, random_batch
 from transformers import AutoModel
 
 import f2jax
@@ -25,11 +25,8 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    src, _ = make_hf_model(tmp_path_factory.mktemp("src"))
-    encoder = f2jax.load(src, max_length=128)
-    out = encoder.save_pretrained(tmp_path_factory.mktemp("export"))
-    return encoder, out
+def exported(exported_tiny):
+    return exported_tiny
 
 
 def test_transformers_loads_export_with_identical_hidden_states(exported):
