@@ -10,32 +10,48 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from f2jax.errors import F2JaxError
+from f2jax.model.options import AttentionImpl, DType, ModelOptions, RematPolicy
 
-class ConfigError(ValueError):
+
+class ConfigError(F2JaxError, ValueError):
     """A configuration that cannot work; the message names the offending key."""
+
+    kind = "configuration error"
 
 
 @dataclasses.dataclass
-class ModelSection:
+class ModelRuntime:
+    """How a model runs (shared by the student `model` and a co-hosted `teacher`)."""
+
+    param_dtype: DType = "float32"
+    dtype: DType = "float32"  # compute dtype
+    attention: AttentionImpl = "xla"
+    remat: RematPolicy = "none"
+
+    def options(self) -> ModelOptions:
+        return ModelOptions(param_dtype=self.param_dtype, dtype=self.dtype, attention=self.attention,
+                            remat=self.remat)
+
+
+@dataclasses.dataclass
+class ModelSection(ModelRuntime):
     path: str | None = None  # Hugging Face Qwen3 directory to start from
     init: dict[str, Any] | None = None  # or a config.json-style dict: a fresh random model
     init_seed: int = 0
     tokenizer: str | None = None  # default: the model directory, else the bundled Qwen3 tokenizer
-    param_dtype: str = "float32"
-    dtype: str = "float32"
-    attention: str = "xla"
-    remat: str = "none"
 
 
 @dataclasses.dataclass
-class TeacherSection:
+class TeacherSection(ModelRuntime):
     path: str | None = None  # a frozen Qwen3 teacher for distillation (same tokenizer)
     embeddings: bool = False  # or its vectors precomputed into data.path/teacher (`f2jax data teacher-embed`)
-    dtype: str = "bfloat16"
+    param_dtype: DType = "bfloat16"  # frozen: no optimiser, so half-size weights are enough
+    dtype: DType = "bfloat16"
     weight: float = 1.0  # kd_weight
 
 
@@ -61,7 +77,7 @@ class TrainSection:
     lr: float = 1e-5
     min_lr: float = 1e-7
     warmup_steps: int = 0
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "constant"] = "cosine"
     weight_decay: float = 0.01
     b1: float = 0.9
     b2: float = 0.98
@@ -89,6 +105,7 @@ class CheckpointSection:
     keep: int = 3
     keep_every: int | None = None
     async_save: bool = True
+    allow_config_change: bool = False  # resume a run dir whose checkpoints were made with another config
 
 
 @dataclasses.dataclass
@@ -118,6 +135,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
     if hint is Any:
+        return value
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {list(choices)}, got {value!r}")
         return value
     if origin is list:
         if not isinstance(value, list):

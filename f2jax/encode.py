@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from f2jax.errors import UserInputError
 from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
@@ -115,7 +116,7 @@ class Encoder:
     def embed_ids(self, token_ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
         """Raw last-token states [N, hidden] (float32) for pre-tokenised sequences."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
         n = len(token_ids)
         order = np.argsort([-len(t) for t in token_ids], kind="stable")
         pad = self.tokenizer.pad_token_id or 0
@@ -148,7 +149,7 @@ class Encoder:
             prompt = self.prompts[prompt_name]
         hidden = self.config.hidden_size
         if dim is not None and not 1 <= dim <= hidden:
-            raise ValueError(f"dim must be in [1, {hidden}], got {dim}")
+            raise UserInputError(f"dim must be in [1, {hidden}], got {dim}")
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise TypeError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")

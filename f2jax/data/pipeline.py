@@ -23,6 +23,7 @@ from f2jax.data import schedule
 from f2jax.data.store import SourceIndex, TokenizedStore
 from f2jax.data.tasks import DEFAULT_NEGATIVES, INBATCH
 from f2jax.data.teacher import TeacherEmbeddings
+from f2jax.errors import UserInputError
 
 log = logging.getLogger(__name__)
 _FOREVER = 2**40  # steps of an endless pipeline; MapDataset.range is lazy
@@ -200,7 +201,7 @@ def make_dataset(
         tr, va = schedule.split_rows(name, len(src.query_len), holdout)
         tr = schedule.subsample(tr, name, max_rows_per_source)
         if src.negative_ids.shape[1] < negatives[src.task]:
-            raise ValueError(f"source {name}: {src.task} needs {negatives[src.task]} negatives, "
+            raise UserInputError(f"source {name}: {src.task} needs {negatives[src.task]} negatives, "
                              f"the tokenised data has {src.negative_ids.shape[1]} per query")
         train_rows.append(tr)
         val_rows.append(va)
@@ -213,7 +214,8 @@ def make_dataset(
     if split == "train":
         plan = TrainPlan(train_rows, global_batch_size, seed)
         if plan.steps_per_epoch == 0:
-            raise ValueError(f"{data_dir}: no source has {global_batch_size} training rows")
+            raise UserInputError(f"{data_dir}: no source has data.global_batch_size={global_batch_size} "
+                                 "training rows")
         steps = plan.steps_per_epoch * (num_epochs if num_epochs is not None else _FOREVER)
     else:
         plan = ValidationPlan(val_rows, global_batch_size, P)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from f2jax.data.tasks import check_task, default_task
+from f2jax.errors import InputNotFoundError, UserInputError
 
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")  # TFDS split names must be word characters
@@ -41,17 +42,17 @@ def read_manifest(folder: Path) -> dict[str, dict]:
         raw = json.loads(text) if fname.endswith(".json") else yaml.safe_load(text)
         raw = raw or {}
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of source name -> task type")
+            raise UserInputError(f"{path}: expected a mapping of source name -> task type")
         raw = raw.get("sources", raw)
         entries = {}
         for name, entry in raw.items():
             if isinstance(entry, str):
                 entry = {"task": entry}
             if not isinstance(entry, dict):
-                raise ValueError(f"{path}: entry for {name!r} must be a task name or a mapping")
+                raise UserInputError(f"{path}: entry for {name!r} must be a task name or a mapping")
             unknown = set(entry) - {"task", "instruction"}
             if unknown:
-                raise ValueError(f"{path}: entry for {name!r} has unknown keys {sorted(unknown)}")
+                raise UserInputError(f"{path}: entry for {name!r} has unknown keys {sorted(unknown)}")
             task = entry.get("task", default_task(str(name)))
             entries[str(name)] = {
                 "task": check_task(task, f"{path}: source {name!r}"),
@@ -65,13 +66,13 @@ def find_sources(folder: str | Path) -> list[SourceSpec]:
     """All `*.parquet` sources of a folder, sorted by name, with task types resolved."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
+        raise InputNotFoundError(f"{folder}: not a directory")
     manifest = read_manifest(folder)
     specs = []
     for path in sorted(folder.glob("*.parquet")):
         name = path.stem
         if not _NAME.match(name):
-            raise ValueError(f"{path}: source names must match [A-Za-z0-9_]+ (got {name!r})")
+            raise UserInputError(f"{path}: source names must match [A-Za-z0-9_]+ (got {name!r})")
         entry = manifest.get(name, {})
         specs.append(
             SourceSpec(
@@ -83,7 +84,7 @@ def find_sources(folder: str | Path) -> list[SourceSpec]:
         )
     missing = sorted(set(manifest) - {s.name for s in specs})
     if missing:
-        raise FileNotFoundError(f"{folder}: manifest names sources with no parquet file: {missing}")
+        raise InputNotFoundError(f"{folder}: manifest names sources with no parquet file: {missing}")
     if not specs:
-        raise FileNotFoundError(f"{folder}: no *.parquet source files")
+        raise InputNotFoundError(f"{folder}: no *.parquet source files")
     return specs

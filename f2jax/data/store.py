@@ -12,6 +12,7 @@ import numpy as np
 
 from f2jax.data import tfds_builder
 from f2jax.data.validate import DataValidationError
+from f2jax.errors import InputNotFoundError
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class TokenizedStore:
         self.path = Path(path)
         meta_file = self.path / "meta.json"
         if not meta_file.exists():
-            raise FileNotFoundError(f"{meta_file} missing: run `f2jax data tokenize` first")
+            raise InputNotFoundError(f"{meta_file} missing: run `f2jax data tokenize` first")
         self.meta = json.loads(meta_file.read_text())
         self._lock = threading.Lock()
         self._sources: dict[tuple[str, str], object] = {}

@@ -7,6 +7,8 @@ reference's choice when no manifest says otherwise.
 
 from __future__ import annotations
 
+from f2jax.errors import UserInputError
+
 TASKS = ("retrieval", "clustering", "classification")
 
 #: Hard negatives per query (retrieval 7 of 24, clustering 9 of 24, classification negative_1).
@@ -49,7 +51,7 @@ def default_task(source: str) -> str:
 
 def check_task(task: str, where: str) -> str:
     if task not in TASKS:
-        raise ValueError(f"{where}: unknown task type {task!r}; expected one of {TASKS}")
+        raise UserInputError(f"{where}: unknown task type {task!r}; expected one of {TASKS}")
     return task
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from f2jax.data.store import TokenizedStore
+from f2jax.errors import InputNotFoundError, UserInputError
 
 log = logging.getLogger(__name__)
 TEACHER_DIR = "teacher"
@@ -41,7 +42,7 @@ def _write(encoder, path: Path, seqs_at, n: int, hidden: int, storage: np.dtype,
         vecs = encoder.embed_ids(seqs_at(idx), batch_size)
         cast = vecs.astype(storage)
         if not np.isfinite(cast).all():
-            raise ValueError(f"{path.name}: teacher vectors overflow {storage} (store float32 instead)")
+            raise UserInputError(f"{path.name}: teacher vectors overflow {storage} (store float32 instead)")
         out[start : start + len(idx)] = cast
     out.flush()
     del out
@@ -100,10 +101,10 @@ def read_teacher_meta(data_dir: str | Path) -> dict:
     data_dir = Path(data_dir)
     file = data_dir / TEACHER_DIR / "meta.json"
     if not file.exists():
-        raise FileNotFoundError(f"{file} missing: run `f2jax data teacher-embed {data_dir} --teacher MODEL_DIR`")
+        raise InputNotFoundError(f"{file} missing: run `f2jax data teacher-embed {data_dir} --teacher MODEL_DIR`")
     meta = json.loads(file.read_text())
     if meta.get("data_meta_sha256") != data_meta_hash(data_dir):
-        raise ValueError(f"{file}: teacher embeddings were computed for another tokenisation of "
+        raise UserInputError(f"{file}: teacher embeddings were computed for another tokenisation of "
                          f"{data_dir}; rerun `f2jax data teacher-embed`")
     return meta
 

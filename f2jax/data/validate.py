@@ -16,12 +16,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from f2jax.errors import F2JaxError
+
 log = logging.getLogger(__name__)
 _NEG = re.compile(r"^negative_(\d+)$")
 
 
-class DataValidationError(ValueError):
+class DataValidationError(F2JaxError, ValueError):
     """A data error located by file, row (None for a whole column) and column."""
+
+    kind = "invalid data"
 
     def __init__(self, file: str | Path, row: int | None, column: str | None, message: str):
         self.file, self.row, self.column, self.reason = str(file), row, column, message

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from f2jax.errors import InputNotFoundError, UserInputError, require_extra
+
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model with mteb (hub tasks or local files)")
@@ -37,7 +39,7 @@ def _instructions(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--instruction {pair!r}: expected KEY=TEXT")
+            raise UserInputError(f"--instruction {pair!r}: expected KEY=TEXT")
         out[key] = text
     return out
 
@@ -53,15 +55,16 @@ def _hub_tasks(args: argparse.Namespace) -> list[Any]:
         if args.benchmark:
             tasks.extend(mteb.get_benchmark(args.benchmark).tasks)
     except KeyError as err:
-        raise SystemExit(f"f2jax eval: {err.args[0] if err.args else err}") from None
+        raise UserInputError(f"--tasks/--benchmark: {err.args[0] if err.args else err}") from None
     return tasks
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    require_extra("mteb", "eval", "f2jax eval")
     if not (args.tasks or args.benchmark or args.local):
-        raise SystemExit("f2jax eval: give --tasks, --benchmark or --local")
+        raise UserInputError("f2jax eval: give --tasks, --benchmark or --local")
     if not Path(args.model).is_dir():
-        raise SystemExit(f"f2jax eval: model directory {args.model} does not exist")
+        raise InputNotFoundError(f"model directory {args.model} does not exist")
     import f2jax
     from f2jax.eval.local_tasks import load_local_tasks, local_instructions
     from f2jax.eval.model import MTEBModel
@@ -69,10 +72,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     tasks = _hub_tasks(args)
     if args.local:
-        try:
-            tasks.extend(load_local_tasks(args.local))
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"f2jax eval: {err}") from None
+        tasks.extend(load_local_tasks(args.local))
     prompts = {**local_instructions(tasks), **_instructions(args.instruction)}
     encoder = f2jax.load(args.model, dtype=args.dtype, max_length=args.max_length)
     model = MTEBModel(encoder, dim=args.dim, prompts=prompts, batch_size=args.batch_size,

@@ -40,6 +40,8 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
 
+from f2jax.errors import InputNotFoundError, UserInputError
+
 SPLIT = "test"
 MARKERS = {"queries.jsonl": "Retrieval", "bitext.tsv": "BitextMining", "sts.tsv": "STS"}
 MAIN_SCORE = {"Retrieval": "ndcg_at_10", "BitextMining": "f1", "STS": "cosine_spearman"}
@@ -49,11 +51,11 @@ def _read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:
     with path.open(encoding="utf-8", newline="") as f:
         rows = [row for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
     if not rows:
-        raise ValueError(f"{path}: empty file")
+        raise UserInputError(f"{path}: empty file")
     width = len(rows[0])
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != width:
-            raise ValueError(f"{path}: line {i} has {len(row)} columns, header has {width}")
+            raise UserInputError(f"{path}: line {i} has {len(row)} columns, header has {width}")
     return rows[0], rows[1:]
 
 
@@ -65,7 +67,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         record = json.loads(line)
         record.setdefault("id", record.pop("_id", None))
         if not isinstance(record.get("id"), str) or not isinstance(record.get("text"), str):
-            raise ValueError(f"{path}: line {i} needs string fields 'id' and 'text'")
+            raise UserInputError(f"{path}: line {i} needs string fields 'id' and 'text'")
         records.append(record)
     return records
 
@@ -77,13 +79,13 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     for i, row in enumerate(rows):
         if len(row) != 3:
-            raise ValueError(f"{path}: line {i + 1} needs query-id, corpus-id, score")
+            raise UserInputError(f"{path}: line {i + 1} needs query-id, corpus-id, score")
         try:
             score = int(float(row[2]))
         except ValueError:
             if i == 0:
                 continue
-            raise ValueError(f"{path}: line {i + 1}: score {row[2]!r} is not a number") from None
+            raise UserInputError(f"{path}: line {i + 1}: score {row[2]!r} is not a number") from None
         qrels.setdefault(row[0], {})[row[1]] = score
     return qrels
 
@@ -122,7 +124,7 @@ class LocalRetrievalTask(AbsTaskRetrieval):
         for qid, docs in qrels.items():
             missing = ({qid} - known_q) | (set(docs) - known_d)
             if missing:
-                raise ValueError(f"{self.folder}/qrels.tsv names unknown ids {sorted(missing)[:5]}")
+                raise UserInputError(f"{self.folder}/qrels.tsv names unknown ids {sorted(missing)[:5]}")
         corpus_rows = [{"id": d["id"], "text": d["text"], "title": d.get("title", "")}
                        for d in corpus]
         split = RetrievalSplitData(
@@ -145,7 +147,7 @@ class LocalBitextTask(AbsTaskBitextMining):
         header, _ = _read_tsv(folder / "bitext.tsv")
         bad = [c for c in header if "-" in c or "_" not in c]
         if bad or len(header) < 2:
-            raise ValueError(
+            raise UserInputError(
                 f"{folder}/bitext.tsv: header needs >= 2 columns like eng_Latn, got {header}")
         return {f"{a}-{b}": [a.replace("_", "-"), b.replace("_", "-")]
                 for a, b in itertools.permutations(header, 2)}
@@ -162,7 +164,7 @@ class LocalBitextTask(AbsTaskBitextMining):
 def _sts_rows(folder: Path) -> list[list[str]]:
     header, rows = _read_tsv(folder / "sts.tsv")
     if header != ["sentence1", "sentence2", "score"]:
-        raise ValueError(f"{folder}/sts.tsv: header must be sentence1, sentence2, score")
+        raise UserInputError(f"{folder}/sts.tsv: header must be sentence1, sentence2, score")
     return rows
 
 
@@ -200,14 +202,14 @@ def task_type(folder: Path) -> str | None:
     """The task type a folder's files announce, or None if it holds no task."""
     found = [kind for marker, kind in MARKERS.items() if (folder / marker).exists()]
     if len(found) > 1:
-        raise ValueError(f"{folder}: holds files of several task types {found}")
+        raise UserInputError(f"{folder}: holds files of several task types {found}")
     return found[0] if found else None
 
 
 def load_task(folder: Path) -> LocalRetrievalTask | LocalBitextTask | LocalSTSTask:
     kind = task_type(folder)
     if kind is None:
-        raise ValueError(f"{folder}: none of {sorted(MARKERS)} found")
+        raise UserInputError(f"{folder}: none of {sorted(MARKERS)} found")
     spec_path = folder / "task.json"
     spec = json.loads(spec_path.read_text(encoding="utf-8")) if spec_path.exists() else {}
     base = TASK_CLASSES[kind]
@@ -223,12 +225,12 @@ def load_local_tasks(path: str | Path) -> list[Any]:
     """Tasks from one task folder, or from every task folder directly under `path` (sorted)."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"--local {path}: not a directory")
+        raise InputNotFoundError(f"--local {path}: not a directory")
     if task_type(path):
         return [load_task(path)]
     folders = sorted(p for p in path.iterdir() if p.is_dir() and task_type(p))
     if not folders:
-        raise ValueError(f"{path}: no task folders (none holds {sorted(MARKERS)})")
+        raise UserInputError(f"{path}: no task folders (none holds {sorted(MARKERS)})")
     return [load_task(p) for p in folders]
 
 

@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
+from f2jax.errors import F2JaxError
+
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "tf_model.h5")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(F2JaxError, ValueError):
     """A checkpoint directory that f2jax refuses to load, with the reason and the file."""
+
+    kind = "checkpoint refused"
 
 
 class SafetensorsCheckpoint:

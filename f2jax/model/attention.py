@@ -8,13 +8,10 @@ GPU; the padding mask is passed as per-row key lengths so the fused kernel honou
 
 from __future__ import annotations
 
-from typing import Literal
-
 import jax
 import jax.numpy as jnp
 
-AttentionImpl = Literal["xla", "dot_product", "cudnn"]
-ATTENTION_IMPLS: tuple[str, ...] = ("xla", "dot_product", "cudnn")
+from f2jax.model.options import ATTENTION_IMPLS, AttentionImpl
 
 
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array) -> jax.Array:

@@ -7,12 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from f2jax.errors import F2JaxError, InputNotFoundError
+
 SUPPORTED_MODEL_TYPES = ("qwen3",)
 SUPPORTED_ARCHITECTURES = ("Qwen3Model", "Qwen3ForCausalLM")
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(F2JaxError, ValueError):
     """The checkpoint is not a Qwen3 model f2jax can run."""
+
+    kind = "unsupported model"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +40,12 @@ class Qwen3Config:
 
     def __post_init__(self) -> None:
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
+            raise UnsupportedModelError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                 f"num_key_value_heads ({self.num_key_value_heads})"
             )
         if self.head_dim % 2:
-            raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+            raise UnsupportedModelError(f"head_dim must be even for RoPE, got {self.head_dim}")
 
     @property
     def q_dim(self) -> int:
@@ -108,7 +112,7 @@ class Qwen3Config:
     def from_pretrained(cls, path: str | Path) -> Qwen3Config:
         file = Path(path) / "config.json"
         if not file.exists():
-            raise FileNotFoundError(f"{file} not found: not a Hugging Face model directory")
+            raise InputNotFoundError(f"{file} not found: not a Hugging Face model directory")
         return cls.from_hf_dict(json.loads(file.read_text()), source=str(file))
 
     def to_hf_dict(self) -> dict[str, Any]:

@@ -6,15 +6,15 @@ Layers are created stacked (one leading `layers` axis on every block parameter) 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from f2jax.model.attention import ATTENTION_IMPLS, AttentionImpl, attend
+from f2jax.model.attention import attend
 from f2jax.model.config import Qwen3Config
+from f2jax.model.options import DTYPE_NAMES, ModelOptions, check_choice
 from f2jax.model.rope import apply_rope, rope_tables
 from f2jax.sharding import constrain_batch
 
@@ -28,29 +28,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 
 
 def as_dtype(name: str | Any) -> Any:
-    if isinstance(name, str):
-        if name not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
-        return DTYPES[name]
-    return name
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions:
-    """How to run the architecture: dtypes, attention kernel, gradient checkpointing."""
-
-    param_dtype: str = "float32"
-    dtype: str = "float32"  # compute dtype
-    attention: AttentionImpl = "xla"
-    remat: str = "none"
-
-    def __post_init__(self) -> None:
-        as_dtype(self.param_dtype)
-        as_dtype(self.dtype)
-        if self.attention not in ATTENTION_IMPLS:
-            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
-        if self.remat not in REMAT_POLICIES:
-            raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}, got {self.remat!r}")
+    return DTYPES[check_choice(name, DTYPE_NAMES, "dtype")] if isinstance(name, str) else name
 
 
 _init = nnx.initializers.normal(0.02)

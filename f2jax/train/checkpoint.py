@@ -22,13 +22,16 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from f2jax.config import CheckpointSection
+from f2jax.errors import F2JaxError
 
 log = logging.getLogger(__name__)
 CORRUPT_DIR = "corrupt"  # sibling of the step directories; orbax ignores non-integer names
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(F2JaxError, RuntimeError):
     """A checkpoint could not be saved (surfaced from a background save) or found."""
+
+    kind = "checkpoint error"
 
 
 @dataclasses.dataclass

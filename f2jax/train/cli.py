@@ -3,16 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
-
-
-def setup_logging() -> None:
-    """INFO from f2jax on stderr. `force`: absl (imported by orbax/grain) installs a root handler
-    first, which would otherwise swallow every INFO record (e.g. "resumed from checkpoint")."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +25,6 @@ def _run_train(args: argparse.Namespace) -> int:
     from f2jax.config import load_config
     from f2jax.train.trainer import Trainer
 
-    setup_logging()
     if args.distributed:
         import jax
 
@@ -57,8 +47,6 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="write a saved training step as a Hugging Face dir")
     p.add_argument("run_dir", help="run directory of `f2jax train` (holds checkpoints/)")
@@ -70,7 +58,6 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from f2jax.train.export import export_checkpoint
 
-    setup_logging()
     step, out = export_checkpoint(args.run_dir, args.out_dir, step=args.step)
     print(f"checkpoint step {step} written to {out}")
     return 0

@@ -7,9 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from f2jax.errors import F2JaxError
 
-class NonFiniteLossError(FloatingPointError):
-    """A NaN/Inf loss: the run stops and names the step and source."""
+
+class NonFiniteLossError(F2JaxError, FloatingPointError):
+    """A NaN/Inf loss: the run stops and names the step and source (a diverged run, usually the
+    learning rate or the data, so the CLI reports it in one line)."""
+
+    kind = "non-finite loss"
 
 
 def check_finite(step: int, source: str, metrics: dict[str, float]) -> None:

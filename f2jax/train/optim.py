@@ -8,13 +8,15 @@ Semantics follow the PyTorch reference: Hugging Face `get_scheduler("cosine" |
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["make_optimizer", "make_schedule"]
+__all__ = ["make_optimizer", "make_schedule", "run_warmup_steps"]
+log = logging.getLogger(__name__)
 
 
 def make_schedule(
@@ -34,15 +36,15 @@ def make_schedule(
                the end, clipped to [0, 1] so steps past total_steps stay at the floor (the
                HF formula would rise again there)
       constant: peak_lr
-    and then max(value, min_lr) for k >= 1. Step 0 is not floored: the reference applies its
+    and then max(value, min_lr) for k >= 1. A warmup longer than the run is cut by the run's end
+    (lr keeps rising at peak_lr / warmup_steps per step), as the reference's scheduler does: a
+    smoke run of a recipe needs no edit. Step 0 is not floored: the reference applies its
     floor only after a scheduler step, so its first update runs at lr 0 when warming up.
     """
     if kind not in ("cosine", "constant"):
         raise ValueError(f"unknown schedule kind {kind!r}")
     if peak_lr <= 0 or min_lr < 0 or warmup_steps < 0 or total_steps < 1:
         raise ValueError("need peak_lr > 0, min_lr >= 0, warmup_steps >= 0, total_steps >= 1")
-    if kind == "cosine" and warmup_steps > total_steps:
-        raise ValueError(f"warmup_steps {warmup_steps} > total_steps {total_steps}")
 
     def schedule(count: jax.Array | int) -> jax.Array:
         step = jnp.asarray(count, jnp.float32)
@@ -92,3 +94,12 @@ def make_optimizer(
     if grad_accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=grad_accum).gradient_transformation()
     return tx
+
+
+def run_warmup_steps(warmup_steps: int, total_steps: int) -> int:
+    """`warmup_steps` unchanged, with one warning when the run ends before the warmup does."""
+    if warmup_steps > total_steps:
+        log.warning("train.warmup_steps %d exceeds the run's %d steps: the warmup is cut by the end of "
+                    "the run (lr reaches %.3g of its peak)", warmup_steps, total_steps,
+                    (total_steps - 1) / warmup_steps)
+    return warmup_steps

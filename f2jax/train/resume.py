@@ -13,6 +13,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from f2jax.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Sections whose values change the computed numbers...
@@ -42,6 +46,21 @@ def config_differences(
     new = {k: v for k, v in _flatten(current).items() if k.split(".")[0] in NUMERIC_SECTIONS}
     keys = sorted((set(old) | set(new)) - IGNORED_KEYS)
     return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+
+
+def check_run_dir_config(run_dir: Path, current: dict[str, Any], has_checkpoints: bool,
+                         allow_change: bool) -> None:
+    """Refuse to resume a run directory whose checkpoints belong to another config (before its
+    config.yaml is overwritten), unless `checkpoint.allow_config_change` says so."""
+    stored_file = run_dir / "config.yaml"
+    if allow_change or not has_checkpoints or not stored_file.exists():
+        return
+    stored = yaml.safe_load(stored_file.read_text()) or {}
+    diff = config_differences(stored, current)
+    if diff:
+        keys = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in diff.items())
+        raise ConfigError(f"{run_dir} holds checkpoints of another config; {keys}: use another --run-dir, "
+                          "or checkpoint.allow_config_change=true to resume it with this config")
 
 
 def warn_config_changes(

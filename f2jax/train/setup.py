@@ -14,7 +14,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from f2jax.config import ConfigError, RunConfig
+from f2jax.config import ConfigError, ModelRuntime, RunConfig
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model
@@ -22,14 +22,12 @@ from f2jax.sharding import MeshError, make_mesh, param_shardings
 from f2jax.train.losses import mrl_dims as default_mrl_dims
 
 log = logging.getLogger(__name__)
-SCHEDULES = ("cosine", "constant")
 
 
-def model_options(section: Any, key: str) -> ModelOptions:
+def model_options(section: ModelRuntime, key: str) -> ModelOptions:
+    """The runtime options of `model` or `teacher` (each from its own section)."""
     try:
-        return ModelOptions(param_dtype=getattr(section, "param_dtype", section.dtype), dtype=section.dtype,
-                            attention=getattr(section, "attention", "xla"),
-                            remat=getattr(section, "remat", "none"))
+        return section.options()
     except ValueError as err:
         raise ConfigError(f"{key}: {err}") from None
 
@@ -86,8 +84,6 @@ def build_mesh(cfg: RunConfig) -> jax.sharding.Mesh:
 def check_static(cfg: RunConfig) -> None:
     """Config checks that need no devices or files beyond existence."""
     t = cfg.train
-    if t.schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got {t.schedule!r}")
     for key in ("lr", "temperature"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"train.{key} must be > 0, got {getattr(t, key)}")
@@ -109,6 +105,7 @@ def check_static(cfg: RunConfig) -> None:
     if cfg.teacher.path is not None:
         _existing_dir(cfg.teacher.path, "teacher.path")
     model_options(cfg.model, "model")
+    model_options(cfg.teacher, "teacher")
 
 
 def prepare_data(cfg: RunConfig, run_dir: Path, tokenizer_dir: Path | None) -> Path:

@@ -17,7 +17,7 @@ import grain
 import jax
 from tqdm.auto import tqdm
 
-from f2jax.config import ConfigError, RunConfig, dump_config
+from f2jax.config import RunConfig, dump_config
 from f2jax.data.pipeline import ARRAY_KEYS as DATA_ARRAY_KEYS
 from f2jax.data.pipeline import TEACHER_KEYS as DATA_TEACHER_KEYS
 from f2jax.data.pipeline import make_dataset, to_global
@@ -28,9 +28,9 @@ from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
 from f2jax.train.checkpoint import Checkpointer, abstract_like
 from f2jax.train.metrics import MetricsWriter, check_finite
-from f2jax.train.optim import make_optimizer, make_schedule
+from f2jax.train.optim import make_optimizer, make_schedule, run_warmup_steps
 from f2jax.train.preemption import PreemptionWatch
-from f2jax.train.resume import truncate_metrics, warn_config_changes
+from f2jax.train.resume import check_run_dir_config, truncate_metrics, warn_config_changes
 from f2jax.train.retrieval_eval import RetrievalAccumulator
 from f2jax.train.state import init_state, state_shardings
 from f2jax.train.step import LossSpec, batch_keys, eval_step, train_step
@@ -50,6 +50,9 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
         setup.check_static(cfg)
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        ckpt_dir = self.run_dir / "checkpoints"
+        has_checkpoints = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+        check_run_dir_config(self.run_dir, cfg.to_dict(), has_checkpoints, cfg.checkpoint.allow_config_change)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.mesh = setup.build_mesh(cfg)
         tok_dir = setup.tokenizer_dir(cfg)
@@ -62,11 +65,8 @@ class Trainer:
         self.dataset = self._dataset("train")
         steps_per_epoch = self.dataset.steps_per_epoch
         self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
-        if cfg.train.warmup_steps > self.total_steps:
-            raise ConfigError(f"train.warmup_steps {cfg.train.warmup_steps} exceeds the run's "
-                              f"{self.total_steps} steps")
         self.schedule = make_schedule(cfg.train.schedule, peak_lr=cfg.train.lr,
-                                      warmup_steps=cfg.train.warmup_steps,
+                                      warmup_steps=run_warmup_steps(cfg.train.warmup_steps, self.total_steps),
                                       total_steps=self.total_steps, min_lr=cfg.train.min_lr)
         self.tx = make_optimizer(self.schedule, b1=cfg.train.b1, b2=cfg.train.b2,
                                  weight_decay=cfg.train.weight_decay, clip_norm=cfg.train.clip_norm)

@@ -71,12 +71,14 @@ def test_cli_local_writes_results_and_table(tiny, tmp_path, capsys):
 
 def test_cli_errors_are_clear(tiny, capsys):
     _, model_dir = tiny
-    with pytest.raises(SystemExit, match="NoSuchTask"):
-        main(["eval", str(model_dir), "--tasks", "NoSuchTask"])
-    with pytest.raises(SystemExit, match="--tasks, --benchmark or --local"):
-        main(["eval", str(model_dir)])
-    with pytest.raises(SystemExit, match="not a directory"):
-        main(["eval", str(model_dir), "--local", str(model_dir / "missing")])
+    for argv, expected in (
+        (["--tasks", "NoSuchTask"], "NoSuchTask"),
+        ([], "--tasks, --benchmark or --local"),
+        (["--local", str(model_dir / "missing")], "missing: not a directory"),
+    ):
+        assert main(["eval", str(model_dir), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("f2jax: ") and expected in err and "\n" not in err
 
 
 def test_bench_counts_the_same_texts(tiny):

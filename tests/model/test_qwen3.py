@@ -140,3 +140,11 @@ def test_layers_are_scanned_not_unrolled():
         return len(fn.lower(state, ids, ids).as_text())
 
     assert hlo_size(24) <= 1.05 * hlo_size(2)
+
+
+def test_option_names_have_one_definition():
+    """The config's Literal names (model/options.py) are exactly the implementations qwen3 has."""
+    from f2jax.model.options import DTYPE_NAMES, REMAT_NAMES
+    from f2jax.model.qwen3 import DTYPES, REMAT_POLICIES
+
+    assert tuple(REMAT_POLICIES) == REMAT_NAMES and tuple(DTYPES) == DTYPE_NAMES

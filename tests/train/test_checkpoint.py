@@ -18,7 +18,7 @@ from transformers import AutoModel
 
 import f2jax
 from f2jax.cli import main
-from f2jax.config import CheckpointSection, load_config
+from f2jax.config import CheckpointSection, ConfigError, load_config
 from f2jax.sharding import make_mesh
 from f2jax.train import trainer as trainer_module
 from f2jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
@@ -144,7 +144,10 @@ def test_export_of_a_checkpoint_loads_in_transformers_and_sentence_transformers(
     assert trainer.checkpointer.steps() == [2, 3]
     # resuming with a changed learning rate names the key loudly (checked before the CLI runs:
     # the CLI's logging setup replaces the root handlers that caplog listens on)
-    changed = _trainer(tmp_path, [*tiny_overrides, "train.steps=3", "train.lr=0.5"])
+    with pytest.raises(ConfigError, match=r"holds checkpoints of another config; train.lr \(.*allow_config_change"):
+        _trainer(tmp_path, [*tiny_overrides, "train.steps=3", "train.lr=0.5"])
+    changed = _trainer(tmp_path, [*tiny_overrides, "train.steps=3", "train.lr=0.5",
+                                  "checkpoint.allow_config_change=true"])
     with caplog.at_level(logging.WARNING):
         changed.train()
     changed.close()

@@ -48,25 +48,27 @@ def test_constant_with_warmup():
         np.testing.assert_allclose(lr_at(s, step), PEAK, rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["cosine", "constant"])
-def test_schedule_matches_reference_loop(kind):
+@pytest.mark.parametrize("kind,warm,total", [("cosine", WARM, TOTAL), ("constant", WARM, TOTAL),
+                                             ("cosine", 500, 3)])  # a smoke run of a recipe: warmup cut
+def test_schedule_matches_reference_loop(kind, warm, total):
     """The lr each optimizer.step() sees in the PyTorch loop: HF scheduler + floor after step."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=PEAK)
     if kind == "cosine":
-        sched = transformers.get_cosine_schedule_with_warmup(opt, WARM, TOTAL)
+        sched = transformers.get_cosine_schedule_with_warmup(opt, warm, total)
     else:
-        sched = transformers.get_constant_schedule_with_warmup(opt, WARM)
-    mine = make_schedule(kind, peak_lr=PEAK, warmup_steps=WARM, total_steps=TOTAL, min_lr=MIN)
+        sched = transformers.get_constant_schedule_with_warmup(opt, warm)
+    mine = make_schedule(kind, peak_lr=PEAK, warmup_steps=warm, total_steps=total, min_lr=MIN)
     seen = []
-    for _ in range(TOTAL):
+    for _ in range(total):
         seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
         if opt.param_groups[0]["lr"] < MIN:
             opt.param_groups[0]["lr"] = MIN
-    ours = np.asarray(jax.vmap(mine)(jnp.arange(TOTAL)))
+    ours = np.asarray(jax.vmap(mine)(jnp.arange(total)))
     np.testing.assert_allclose(ours, seen, rtol=1e-5, atol=1e-12)
 
 

@@ -86,3 +86,33 @@ def test_cohosted_teacher_distils_in_the_loop(tmp_path, tiny_overrides):
     for r in train:
         expected = r["loss_inbatch"] + r["loss_hard"] + 0.5 * r["loss_kd"]
         assert abs(r["loss"] - expected) <= 1e-5 * abs(expected)
+
+
+def test_cohosted_teacher_runs_with_its_own_runtime_options(tmp_path, tiny_overrides, monkeypatch):
+    """teacher.attention / remat / dtype reach the teacher's forward pass, independent of the
+    student's (xla, no remat, float32)."""
+    import jax.numpy as jnp
+
+    from f2jax.bench.tiny import make_tiny_qwen3
+    from f2jax.model import qwen3
+
+    seen_attention, seen_remat = set(), []
+    real_attend, real_checkpoint = qwen3.attend, qwen3.jax.checkpoint
+
+    def spy_attend(q, k, v, lengths, impl):
+        seen_attention.add((impl, jnp.dtype(q.dtype).name))
+        return real_attend(q, k, v, lengths, impl)
+
+    def spy_checkpoint(fn, **kwargs):
+        seen_remat.append(kwargs.get("policy"))
+        return real_checkpoint(fn, **kwargs)
+
+    monkeypatch.setattr(qwen3, "attend", spy_attend)
+    monkeypatch.setattr(qwen3.jax, "checkpoint", spy_checkpoint)
+    teacher = make_tiny_qwen3(tmp_path / "teacher", hidden=64, layers=1, heads=4, kv_heads=2)
+    trainer = _trainer(tmp_path, [*tiny_overrides, "train.steps=1", f"teacher.path={teacher}",
+                                  "teacher.dtype=bfloat16", "teacher.attention=dot_product", "teacher.remat=full"])
+    trainer.train()
+    trainer.close()
+    assert seen_attention == {("xla", "float32"), ("dot_product", "bfloat16")}
+    assert seen_remat and all(p is qwen3.REMAT_POLICIES["full"] for p in seen_remat)

@@ -1,0 +1,41 @@
+"""How to run a Qwen3 architecture: dtypes, attention kernel, gradient checkpointing.
+
+The names are `Literal` types so that the run config (`f2jax.config`) checks them with the
+dotted key before anything is built, and the model reads the same single definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Literal
+
+DType = Literal["float32", "bfloat16", "float16"]
+AttentionImpl = Literal["xla", "dot_product", "cudnn"]
+RematPolicy = Literal["none", "full", "dots", "dots_all"]
+
+DTYPE_NAMES: tuple[str, ...] = typing.get_args(DType)
+ATTENTION_IMPLS: tuple[str, ...] = typing.get_args(AttentionImpl)
+REMAT_NAMES: tuple[str, ...] = typing.get_args(RematPolicy)
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """Runtime options of one model (student or teacher); the architecture is `Qwen3Config`."""
+
+    param_dtype: DType = "float32"
+    dtype: DType = "float32"  # compute dtype
+    attention: AttentionImpl = "xla"
+    remat: RematPolicy = "none"
+
+    def __post_init__(self) -> None:
+        check_choice(self.param_dtype, DTYPE_NAMES, "param_dtype")
+        check_choice(self.dtype, DTYPE_NAMES, "dtype")
+        check_choice(self.attention, ATTENTION_IMPLS, "attention")
+        check_choice(self.remat, REMAT_NAMES, "remat")
