@@ -1,4 +1,5 @@
-"""Public home of the losses (DESIGN.md contract); the code lives in `f2jax.train.losses`."""
+"""The losses' public import path (`from f2jax.losses import inbatch_loss, ...`), kept stable for
+users; the code lives in `f2jax.train.losses`. Formulas: docs/recipe.md, Losses."""
 
 from f2jax.train.losses import (
     distill_loss,

@@ -1,4 +1,4 @@
-"""`f2jax bench load-memory | compile | encode | train | step-memory`: run one, print a table.
+"""`f2jax bench load-memory | compile | encode | train | step-memory | gpu-check`: run one, print a table.
 
 Registered by `f2jax.cli` through `add_bench_parser`; also runnable on its own as
 `python -m f2jax.bench.cli ...`. Benchmark modules are imported only when their command runs.
@@ -7,6 +7,7 @@ Registered by `f2jax.cli` through `add_bench_parser`; also runnable on its own a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -162,6 +163,18 @@ def _run_step_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_gpu_check(args: argparse.Namespace) -> int:
+    from f2jax.bench.gpu_check import gpu_check
+    from f2jax.bench.report import emit
+
+    parts = tuple(args.parts.split(","))
+    result = gpu_check(tiny=args.tiny, remat=args.remat, param_dtype=args.param_dtype,
+                       steps=args.steps, workdir=args.workdir, parts=parts)
+    emit("gpu-check (bf16 parity, cudnn vs xla attention, 0.6B train step vs PyTorch)", result, args.json)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -253,6 +266,19 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attention", default="xla", choices=["xla", "dot_product"])
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_step_memory)
+
+    p = sub.add_parser(
+        "gpu-check", help="one-GPU check: bf16/cuDNN parity vs transformers, cudnn vs xla, 0.6B train step"
+    )
+    p.add_argument("--tiny", action="store_true", help="tiny shapes (implied without a GPU)")
+    p.add_argument("--remat", default="full", choices=["none", "full", "dots", "dots_all"])
+    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="f2jax train-step parameter dtype (compute is bfloat16)")
+    p.add_argument("--steps", type=int, default=None, help="timed train steps each (default 10; tiny 2)")
+    p.add_argument("--parts", default="parity,attn,train", help="comma-separated subset to run")
+    p.add_argument("--workdir", default=None, help="where temporary checkpoints are written")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_gpu_check)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ Convention (F2LLM-v2 / Qwen3-Embedding, as in mteb's own `codefuse-ai/F2LLM-v2-*
   of a symmetric task are embedded the same way.
 
 The instruction is looked up by task name, then by task type, in the user's mapping first and
-then in the defaults below (the RECIPE.md examples); anything else falls back to the retrieval
+then in the defaults below (the recipe's examples, docs/recipe.md); anything else falls back to the retrieval
 instruction. An empty instruction means "no prompt".
 """
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedules and the AdamW optimiser of the F2LLM-v2 recipe (RECIPE.md, Optimisation).
+"""Learning-rate schedules and the AdamW optimiser of the F2LLM-v2 recipe (docs/recipe.md, Optimisation).
 
 Semantics follow the PyTorch reference: Hugging Face `get_scheduler("cosine" |
 "constant_with_warmup")` with the learning rate floored at `min_lr` after each step, and

@@ -1,4 +1,4 @@
-"""Losses against an independent float64 NumPy implementation of RECIPE.md's formulas."""
+"""Losses against an independent float64 NumPy implementation of the recipe's formulas (docs/recipe.md)."""
 
 from __future__ import annotations
 
