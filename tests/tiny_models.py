@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import Qwen3Model as HFQwen3Model
 
-from f2jax.bench.tiny import save_random_qwen3
+from f2jax.testing import save_random_qwen3
 
 TINY = dict(
     vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

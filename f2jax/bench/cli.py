@@ -1,4 +1,6 @@
-"""`f2jax bench load-memory | compile | encode | train | step-memory | gpu-check`: run one, print a table.
+"""`f2jax bench load-memory | compile | encode | train | step-memory | gpu-check | data | checkpoint | mteb`.
+
+Each runs one benchmark and prints a table (`--json OUT` also writes it).
 
 Registered by `f2jax.cli` through `add_bench_parser`; also runnable on its own as
 `python -m f2jax.bench.cli ...`. Benchmark modules are imported only when their command runs.
@@ -11,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from f2jax.bench.synth import QWEN3_06B
+from f2jax.model.presets import QWEN3_06B, QWEN3_VOCAB_SIZE
 
 
 def _int_list(text: str) -> list[int]:
@@ -175,6 +177,65 @@ def _run_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_data(args: argparse.Namespace) -> int:
+    from f2jax.bench.data import bench_data
+    from f2jax.bench.report import emit
+
+    result = bench_data(synthetic_rows=args.synthetic_rows, max_length=args.max_length)
+    emit("data (tokenise, pipeline sequences/s, padding efficiency)", result, args.json)
+    return 0
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    from f2jax.bench.checkpoint import kill_trials, time_saves
+    from f2jax.bench.report import emit
+
+    result = time_saves(args.model, saves=args.saves)
+    if args.trials:
+        trials = kill_trials(args.data, args.trials)
+        result["trials"] = len(trials)
+        result["trials_rerun_ok"] = sum(t["rerun_ok"] for t in trials)
+        result["max_steps_lost"] = max(t["steps_lost"] for t in trials)
+        result["max_loss_diff"] = max(t["max_loss_diff"] for t in trials)
+    emit("checkpoint (seconds the loop is blocked per save; kill-and-resume trials)", result, args.json)
+    return 0
+
+
+def _run_mteb(args: argparse.Namespace) -> int:
+    from f2jax.bench.mteb_throughput import EXAMPLES, bench_mteb_throughput
+    from f2jax.bench.report import emit
+
+    result = bench_mteb_throughput(args.model, args.tasks or EXAMPLES, repeats=args.repeats,
+                                   batch_size=args.batch_size)
+    flat = {f"{side}_{key}": value for side, r in result.items() for key, value in r.items()}
+    emit("mteb (texts/s inside encode: f2jax MTEBModel vs sentence-transformers)", flat, args.json)
+    return 0
+
+
+def _add_more_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="tokenise and pipeline throughput, padding efficiency (demo + synthetic)")
+    p.add_argument("--synthetic-rows", type=int, default=100_000, help="0 skips the synthetic source")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_data)
+
+    p = sub.add_parser("checkpoint", help="how long a save blocks the loop (async vs sync); kill trials")
+    p.add_argument("--model", choices=["demo", "0.6b"], default="demo")
+    p.add_argument("--saves", type=int, default=3)
+    p.add_argument("--trials", type=int, default=0, help="SIGKILL-and-resume trials (needs --data)")
+    p.add_argument("--data", default=None, help="tokenised demo data (for --trials)")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_checkpoint)
+
+    p = sub.add_parser("mteb", help="encode throughput inside mteb vs sentence-transformers (same model)")
+    p.add_argument("model", help="Hugging Face / f2jax export directory")
+    p.add_argument("--tasks", default=None, help="local task folder (default: the bundled examples)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_mteb)
+
+
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -234,7 +295,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kv-heads", type=int, default=2)
     p.add_argument("--head-dim", type=int, default=32)
     p.add_argument("--intermediate", type=int, default=256)
-    p.add_argument("--vocab", type=int, default=151936)
+    p.add_argument("--vocab", type=int, default=QWEN3_VOCAB_SIZE)
     p.add_argument("--batch", type=int, default=16, help="queries per step")
     p.add_argument("--negatives", type=int, default=7, help="hard negatives per query")
     p.add_argument("--length", type=int, default=128, help="padded length of every field")
@@ -279,6 +340,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default=None, help="where temporary checkpoints are written")
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_gpu_check)
+    _add_more_parsers(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from f2jax.bench.texts import stdlib_texts
-from f2jax.bench.tiny import make_tiny_qwen3
+from f2jax.testing import make_tiny_qwen3
 
 
 def _best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from f2jax.bench.synth import QWEN3_06B
 from f2jax.bench.train_step import build_hf_model, make_batch
+from f2jax.model.presets import QWEN3_06B
 
 TINY_MODEL = dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16)

@@ -18,18 +18,10 @@ import ml_dtypes
 import numpy as np
 
 from f2jax.hf.checkpoint import INDEX_FILE, SINGLE_FILE
-from f2jax.hf.names import param_shape, tensor_maps
+from f2jax.hf.names import hf_shapes
 from f2jax.model.config import Qwen3Config
+from f2jax.model.presets import QWEN3_06B, QWEN3_BOS_ID, QWEN3_EOS_ID
 
-QWEN3_06B = dict(
-    vocab_size=151936,
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-)
 _ST_DTYPES = {
     "bfloat16": ("BF16", np.dtype(ml_dtypes.bfloat16)),
     "float32": ("F32", np.dtype(np.float32)),
@@ -42,8 +34,8 @@ def qwen3_config(**overrides: int) -> Qwen3Config:
     return Qwen3Config(
         **{**QWEN3_06B, **overrides},
         tie_word_embeddings=True,
-        eos_token_id=151645,
-        bos_token_id=151643,
+        eos_token_id=QWEN3_EOS_ID,
+        bos_token_id=QWEN3_BOS_ID,
         max_position_embeddings=40960,
     )
 
@@ -61,11 +53,7 @@ def checkpoint_tensors(
     cfg: Qwen3Config, prefix: str = "model."
 ) -> list[tuple[str, tuple[int, ...]]]:
     """(HF name, HF shape) for every backbone tensor, in the sorted order transformers writes."""
-    out = []
-    for tmap in tensor_maps(cfg):
-        shape = tmap.hf_shape(param_shape(cfg, tmap.path))
-        out.extend((prefix + name, shape) for name in tmap.names(cfg.num_hidden_layers))
-    return sorted(out)
+    return sorted(hf_shapes(cfg, prefix).items())
 
 
 def _random_chunks(

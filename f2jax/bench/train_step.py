@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-QWEN3_EOS_ID = 151645
-QWEN3_FIRST_SPECIAL = 151643  # ids from here up are special tokens in the Qwen3 vocab
+from f2jax.model.presets import QWEN3_EOS_ID, QWEN3_FIRST_SPECIAL_ID, QWEN3_VOCAB_SIZE
 
 
 def available_cores() -> int:
@@ -40,7 +39,7 @@ def make_batch(rng: np.random.Generator, batch: int, negatives: int, length: int
                vocab: int) -> dict[str, np.ndarray]:
     """Right-padded real-token ids (EOS last) with lengths in [length/4, length]; row 0 full."""
     eos = QWEN3_EOS_ID if vocab > QWEN3_EOS_ID else vocab - 1
-    top = min(vocab - 1, QWEN3_FIRST_SPECIAL)
+    top = min(vocab - 1, QWEN3_FIRST_SPECIAL_ID)
 
     def field(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         lengths = rng.integers(max(2, length // 4), length + 1, size=shape)
@@ -60,25 +59,12 @@ def make_batch(rng: np.random.Generator, batch: int, negatives: int, length: int
 def build_hf_model(out: Path, *, vocab: int, hidden: int, intermediate: int, layers: int, heads: int,
                    kv_heads: int, head_dim: int, max_positions: int, attn: str, seed: int) -> Any:
     """A random transformers `Qwen3Model` (norm scales randomised too), saved to `out`."""
-    import torch
-    from transformers import Qwen3Config as HFQwen3Config
-    from transformers import Qwen3Model as HFQwen3Model
+    from f2jax.testing import save_random_qwen3
 
-    cfg = HFQwen3Config(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
-        max_position_embeddings=max(2048, max_positions), rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}, attn_implementation=attn,
-    )
-    cfg.eos_token_id = QWEN3_EOS_ID
-    torch.manual_seed(seed)
-    model = HFQwen3Model(cfg)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("norm.weight"):
-                param.copy_(1.0 + 0.2 * torch.randn_like(param))
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    hf_config = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                     num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                     max_position_embeddings=max(2048, max_positions), rms_norm_eps=1e-6)
+    _, model = save_random_qwen3(out, hf_config, seed=seed, with_tokenizer=False, attn_implementation=attn)
     return model.train()  # dropout is 0 in Qwen3; train() so nothing eval-only kicks in
 
 
@@ -192,7 +178,7 @@ def _flops_report(cfg: Any, real_lengths: np.ndarray, padded_lengths: np.ndarray
 
 
 def bench_train_step(*, hidden: int = 128, layers: int = 2, heads: int = 4, kv_heads: int = 2, head_dim: int = 32,
-                     intermediate: int = 256, vocab: int = 151936, batch: int = 16, negatives: int = 7,
+                     intermediate: int = 256, vocab: int = QWEN3_VOCAB_SIZE, batch: int = 16, negatives: int = 7,
                      length: int = 128, steps: int = 10, lr: float = 1e-4, threads: int | None = None,
                      attn: str = "sdpa", seed: int = 0, workdir: str | Path | None = None,
                      param_dtype: str = "float32", dtype: str = "float32", attention: str = "xla",

@@ -15,7 +15,6 @@ _EXPORTS = {
     "make_validation_iterator": "f2jax.data.pipeline",
     "to_global": "f2jax.data.pipeline",
     "demo_data_dir": "f2jax.data.demo_build",
-    "bench_pipeline": "f2jax.data.bench",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,3 +17,18 @@ def test_compile_command_writes_json(tmp_path, capsys):
     assert result["fwd_ratio_L2_over_L1"] > 0
     assert "fwd_bwd_ratio_L2_over_L1" not in result
     assert "fwd_ratio_L2_over_L1" in capsys.readouterr().out
+
+
+def test_data_command_reports_throughput_and_padding(tmp_path):
+    out = tmp_path / "data.json"
+    assert main(["data", "--synthetic-rows", "600", "--max-length", "64", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["demo_seq_per_s"] > 0 and result["synthetic_seq_per_s"] > 0
+    assert 0 < result["demo_padding_efficiency_buckets"] <= result["demo_padding_efficiency_per_batch_max"] <= 1
+
+
+def test_checkpoint_command_times_async_and_sync_saves(tmp_path):
+    out = tmp_path / "ckpt.json"
+    assert main(["checkpoint", "--saves", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["state_GiB"] > 0 and result["async_blocked_s"] >= 0 and result["sync_blocked_s"] > 0

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from conftest import EXAMPLES
 
+from f2jax.bench.mteb_throughput import bench_mteb_throughput
 from f2jax.cli import main
-from f2jax.eval.bench import bench_mteb_throughput
 from f2jax.eval.local_tasks import load_local_tasks, local_instructions
 
 

@@ -13,14 +13,15 @@ import pytest
 from flax import nnx
 
 import f2jax
-from f2jax.bench.tiny import QWEN3_VOCAB, make_tiny_qwen3
 from f2jax.config import ConfigError, load_config
 from f2jax.data.pipeline import make_dataset, to_global
 from f2jax.data.store import TokenizedStore
 from f2jax.data.teacher import precompute_teacher_embeddings
 from f2jax.hf.load import load_model
 from f2jax.model import ModelOptions, Qwen3Config, Qwen3Model
+from f2jax.model.presets import QWEN3_VOCAB_SIZE
 from f2jax.sharding import make_mesh
+from f2jax.testing import make_tiny_qwen3
 from f2jax.train.optim import make_optimizer, make_schedule
 from f2jax.train.step import LossSpec, batch_keys, train_step
 from f2jax.train.trainer import Trainer
@@ -94,7 +95,7 @@ def test_batch_carries_the_stored_vectors_of_its_ids(teacher_data, instructions)
     assert isinstance(to_global(batch, mesh)["teacher_negative"], jax.Array)
 
 
-STUDENT = Qwen3Config(vocab_size=QWEN3_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+STUDENT = Qwen3Config(vocab_size=QWEN3_VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=8)
 
 

@@ -74,7 +74,7 @@ def test_missing_data_path(tmp_path):
 
 
 def test_cohosted_teacher_distils_in_the_loop(tmp_path, tiny_overrides):
-    from f2jax.bench.tiny import make_tiny_qwen3
+    from f2jax.testing import make_tiny_qwen3
 
     teacher = make_tiny_qwen3(tmp_path / "teacher", hidden=64, layers=1, heads=4, kv_heads=2)
     trainer = _trainer(tmp_path, [*tiny_overrides, "train.steps=2", f"teacher.path={teacher}",
@@ -93,8 +93,8 @@ def test_cohosted_teacher_runs_with_its_own_runtime_options(tmp_path, tiny_overr
     student's (xla, no remat, float32)."""
     import jax.numpy as jnp
 
-    from f2jax.bench.tiny import make_tiny_qwen3
     from f2jax.model import qwen3
+    from f2jax.testing import make_tiny_qwen3
 
     seen_attention, seen_remat = set(), []
     real_attend, real_checkpoint = qwen3.attend, qwen3.jax.checkpoint

@@ -1,12 +1,11 @@
 """How long a save blocks the training loop (async vs sync), and kill-and-resume trials.
 
-Run: `python -m f2jax.train.bench_checkpoint [--model demo|0.6b] [--trials N --data DIR]`.
+Run: `f2jax bench checkpoint [--model demo|0.6b] [--trials N --data DIR]`.
 Numbers, not assertions: the tests check correctness, this measures cost.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -21,39 +20,37 @@ from typing import Any
 import jax
 import numpy as np
 
-from f2jax.config import CheckpointSection, load_config
+from f2jax.config import CheckpointSection, config_from_dict, dump_config
 from f2jax.model.config import Qwen3Config
+from f2jax.model.options import ModelOptions
+from f2jax.model.presets import QWEN3_06B
 from f2jax.sharding import make_mesh, param_shardings
 from f2jax.train import setup
 from f2jax.train.checkpoint import Checkpointer
 from f2jax.train.optim import make_optimizer, make_schedule
 from f2jax.train.state import init_state, state_shardings
 
-QWEN3_06B = {
-    "hidden_size": 1024,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-}
+# The demo's model (configs/demo.yaml) and the kill trials' tiny one, as `model.init` dicts.
+DEMO_SHAPE = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "head_dim": 32}
+TRIAL_SHAPE = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 256}
 
 
 def _state(init: dict[str, Any]) -> dict[str, Any]:
     """A real (random) train state {params, AdamW moments, step} of this shape on all devices."""
-    cfg = load_config("configs/demo.yaml", [f"model.init={json.dumps(init)}"])
     qcfg = Qwen3Config.from_hf_dict(
         {"model_type": "qwen3", "vocab_size": 151_669, "max_position_embeddings": 2048, **init}, source="bench"
     )
     mesh = make_mesh(1, -1, 1)
-    _, params = setup.build_params(qcfg, setup.model_options(cfg.model, "model"), mesh, path=None, seed=0)
+    _, params = setup.build_params(qcfg, ModelOptions(), mesh, path=None, seed=0)
     tx = make_optimizer(make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=10))
     return init_state(params, tx, state_shardings(params, param_shardings(params, mesh), tx, mesh))
 
 
 def time_saves(model: str = "demo", saves: int = 3) -> dict[str, Any]:
     """Seconds the caller is blocked per `save` call, async vs sync (first save excluded)."""
-    init = QWEN3_06B if model == "0.6b" else load_config("configs/demo.yaml").model.init
+    init = {k: v for k, v in QWEN3_06B.items() if k != "vocab_size"} if model == "0.6b" else DEMO_SHAPE
     state = _state(init)
     nbytes = sum(x.nbytes for x in jax.tree.leaves(state))
     out: dict[str, Any] = {"model": model, "state_GiB": nbytes / 2**30}
@@ -80,21 +77,14 @@ def kill_trials(
 ) -> list[dict[str, Any]]:
     """SIGKILL `f2jax train` at random steps after the first checkpoint, rerun, compare losses
     with an uninterrupted run: steps lost (redone) and the largest per-step loss difference."""
-    common = [
-        "model.init={hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, "
-        "num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 256}",
-        "data.max_length=64",
-        "data.buckets=[64]",
-        "data.global_batch_size=8",
-        f"data.path={data_dir}",
-        "data.raw=null",
-        "train.eval_every=0",
-        "train.log_every=1",
-        f"train.steps={steps}",
-        f"checkpoint.every={every}",
-        "train.warmup_steps=1",
-    ]
     root = Path(tempfile.mkdtemp(prefix="f2jax_kill_bench_"))
+    config = root / "config.yaml"
+    dump_config(config_from_dict({
+        "model": {"init": TRIAL_SHAPE},
+        "data": {"path": str(data_dir), "max_length": 64, "buckets": [64], "global_batch_size": 8},
+        "train": {"steps": steps, "warmup_steps": 1, "log_every": 1, "eval_every": 0},
+        "checkpoint": {"every": every},
+    }), config)
 
     def cmd(run: Path) -> list[str]:
         return [
@@ -103,12 +93,11 @@ def kill_trials(
             "f2jax.cli",
             "train",
             "--config",
-            "configs/demo.yaml",
+            str(config),
             "--run-dir",
             str(run),
             "--export",
             str(run / "export"),
-            *common,
         ]
 
     def losses(run: Path) -> dict[int, float]:
@@ -148,18 +137,3 @@ def kill_trials(
         )
     shutil.rmtree(root, ignore_errors=True)
     return results
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["demo", "0.6b"], default="demo")
-    parser.add_argument("--trials", type=int, default=0)
-    parser.add_argument("--data", default=None, help="tokenised demo data (for --trials)")
-    args = parser.parse_args()
-    print(json.dumps(time_saves(args.model), indent=1))
-    if args.trials:
-        print(json.dumps(kill_trials(args.data, args.trials), indent=1))
-
-
-if __name__ == "__main__":
-    main()

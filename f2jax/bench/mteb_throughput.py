@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).parents[1] / "eval" / "examples"
 
 
 class _Timed:
@@ -80,9 +80,3 @@ def bench_mteb_throughput(model_dir: str | Path, task_dir: str | Path = EXAMPLES
     finally:
         torch.set_num_threads(previous)
     return result
-
-
-def format_throughput(result: dict[str, dict[str, float]]) -> str:
-    return "\n".join(f"{name:22s} {r['texts_per_s']:10.1f} texts/s "
-                     f"({int(r['texts'])} texts in {r['seconds']:.2f} s)"
-                     for name, r in result.items())

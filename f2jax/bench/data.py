@@ -1,4 +1,4 @@
-"""Pipeline throughput and padding efficiency (`python -m f2jax.data.bench`; `f2jax bench data`).
+"""Pipeline throughput and padding efficiency (`f2jax bench data`).
 
 Sequences counted per batch = queries + passages + hard negatives of this host's slice.
 """
@@ -67,24 +67,25 @@ def synthetic_source(out_dir: str | Path, rows: int = 100_000, negatives: int = 
     return out
 
 
-def main() -> None:
+def bench_data(*, synthetic_rows: int = 100_000, max_length: int = 512) -> dict[str, float]:
+    """Tokenise + serve the bundled demo data and a synthetic source of `synthetic_rows` rows."""
     from f2jax.data.demo_build import demo_data_dir
     from f2jax.data.tokenize import tokenize_sources
 
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        tokenize_sources(demo_data_dir(), tmp / "demo", max_length=512)
-        print(f"demo tokenize: {time.perf_counter() - t:.1f}s")
-        print(f"demo: {bench_pipeline(tmp / 'demo', global_batch_size=64):.0f} seq/s")
-        print("demo padding efficiency:", padding_efficiency(tmp / "demo", global_batch_size=64))
-        synthetic_source(tmp / "syn_raw")
-        t = time.perf_counter()
-        tokenize_sources(tmp / "syn_raw", tmp / "syn", max_length=512)
-        print(f"synthetic 100k tokenize: {time.perf_counter() - t:.1f}s")
-        print(f"synthetic 100k: {bench_pipeline(tmp / 'syn', global_batch_size=512, steps=10):.0f}"
-              " seq/s")
-
-
-if __name__ == "__main__":
-    main()
+        tokenize_sources(demo_data_dir(), tmp / "demo", max_length=max_length)
+        out["demo_tokenize_s"] = time.perf_counter() - t
+        out["demo_seq_per_s"] = bench_pipeline(tmp / "demo", global_batch_size=64)
+        for scheme, value in padding_efficiency(tmp / "demo", global_batch_size=64).items():
+            out[f"demo_padding_efficiency_{scheme}"] = value
+        if synthetic_rows:
+            synthetic_source(tmp / "syn_raw", rows=synthetic_rows)
+            t = time.perf_counter()
+            tokenize_sources(tmp / "syn_raw", tmp / "syn", max_length=max_length)
+            out["synthetic_rows"] = synthetic_rows
+            out["synthetic_tokenize_s"] = time.perf_counter() - t
+            out["synthetic_seq_per_s"] = bench_pipeline(tmp / "syn", global_batch_size=512, steps=10)
+    return out

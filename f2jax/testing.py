@@ -1,7 +1,9 @@
-"""A small random Qwen3 checkpoint built locally with transformers (no downloads).
+"""Random Qwen3 checkpoints built locally with transformers (no downloads), for tests and
+benchmarks.
 
-The encode benchmark compares f2jax with sentence-transformers on the same weights; building
-them with transformers itself means the reference side loads them the way users' models load.
+Parity checks and the benchmarks against PyTorch / sentence-transformers need the reference
+side to load the weights the way users' models load, so they are built and saved by
+transformers itself. Needs torch (the `test` extra).
 """
 
 from __future__ import annotations
@@ -9,17 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from f2jax.model.presets import QWEN3_EOS_ID, QWEN3_VOCAB_SIZE
 from f2jax.tokenizer import load_tokenizer
-
-QWEN3_EOS_ID = 151645
-QWEN3_VOCAB = 151936
 
 
 def save_random_qwen3(out: str | Path, hf_config: dict[str, Any], *, seed: int = 0, with_tokenizer: bool = True,
-                      dtype: Any = None) -> tuple[Path, Any]:
+                      dtype: Any = None, attn_implementation: str | None = None) -> tuple[Path, Any]:
     """Save a random transformers `Qwen3Model` built from `hf_config` (Qwen3Config kwargs, with
     `rope_theta` and optional `rope_scaling`); every norm scale and bias is randomised too, so
-    parity checks exercise them. Returns (directory, the torch model)."""
+    parity checks exercise them. Returns (directory, the torch model in eval mode)."""
     import torch
     from transformers import Qwen3Config as HFQwen3Config
     from transformers import Qwen3Model as HFQwen3Model
@@ -27,7 +27,8 @@ def save_random_qwen3(out: str | Path, hf_config: dict[str, Any], *, seed: int =
     kwargs = dict(hf_config)
     rope = {"rope_type": "default", "rope_theta": kwargs.pop("rope_theta", 1_000_000.0)}
     rope.update(kwargs.pop("rope_scaling", None) or {})
-    cfg = HFQwen3Config(**kwargs, rope_parameters=rope)
+    extra = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
+    cfg = HFQwen3Config(**kwargs, rope_parameters=rope, **extra)
     cfg.eos_token_id = QWEN3_EOS_ID
     torch.manual_seed(seed)
     model = HFQwen3Model(cfg).eval()
@@ -62,7 +63,7 @@ def make_tiny_qwen3(
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
     hf_config = dict(
-        vocab_size=QWEN3_VOCAB, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
+        vocab_size=QWEN3_VOCAB_SIZE, hidden_size=hidden, intermediate_size=intermediate or 2 * hidden,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
         head_dim=hidden // heads, max_position_embeddings=2048, rms_norm_eps=1e-6,
     )
