@@ -17,19 +17,37 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--coordinator", default=None, help="host:port of process 0 (with --distributed)")
     p.add_argument("--num-processes", type=int, default=None)
     p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--init-timeout", type=int, default=None,
+                   help="seconds for all processes to connect (default 1800; env F2JAX_INIT_TIMEOUT)")
+    p.add_argument("--heartbeat-timeout", type=int, default=None,
+                   help="seconds without heartbeat before a peer counts as dead (default 100)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 mesh.data=8")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    if args.distributed:
+        import logging
+
+        from f2jax import distributed
+
+        pg = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                    init_timeout_s=args.init_timeout, heartbeat_timeout_s=args.heartbeat_timeout)
+        if pg.process_id != 0:  # one process speaks; the others report warnings and errors only
+            logging.getLogger().setLevel(logging.WARNING)
+        try:
+            return _train(args)
+        except Exception as err:
+            if distributed.is_peer_failure(err):
+                distributed.peer_failure(f"a collective failed ({distributed.first_line(err)})")
+            raise
+    return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from f2jax.config import load_config
     from f2jax.train.trainer import Trainer
 
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
-                                   process_id=args.process_id)
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
     trainer = Trainer(cfg, run_dir)
