@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from f2jax import distributed
 from f2jax.bench.cli import add_bench_parser
 from f2jax.data.cli import add_data_parser
 from f2jax.encode_cli import add_encode_parser
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug_requested(args):
             raise
         print(f"f2jax: {err.kind}: {one_line(err)}", file=sys.stderr)
+        if distributed.group() is not None:  # leave now: JAX's exit barrier would wait for the peers
+            sys.stderr.flush()
+            os._exit(USER_ERROR_EXIT)
         return USER_ERROR_EXIT
 
 
