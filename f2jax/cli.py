@@ -1,4 +1,4 @@
-"""`f2jax` command line: train | export | encode | eval | data | bench.
+"""`f2jax` command line: train | export | encode | eval | data | prune | bench.
 
 Each sub-command lives beside the code it drives and is registered here explicitly through its
 `add_*_parser(subparsers)` function; heavy imports happen only when a command runs.
@@ -22,6 +22,7 @@ from f2jax.data.cli import add_data_parser
 from f2jax.encode_cli import add_encode_parser
 from f2jax.errors import F2JaxError, one_line
 from f2jax.eval.cli import add_eval_parser
+from f2jax.prune.cli import add_prune_parser
 from f2jax.train.cli import add_export_parser, add_train_parser
 
 USER_ERROR_EXIT = 2
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the traceback of input errors too (also F2JAX_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (add_train_parser, add_export_parser, add_encode_parser, add_eval_parser, add_data_parser,
-                add_bench_parser):
+                add_prune_parser, add_bench_parser):
         add(subparsers)
     return parser
 

@@ -30,7 +30,7 @@ class ModelRuntime:
 
     param_dtype: DType = "float32"
     dtype: DType = "float32"  # compute dtype
-    attention: AttentionImpl = "xla"
+    attention: AttentionImpl = "auto"  # per backend: splash (TPU), cudnn (GPU, bf16/fp16), xla (CPU)
     remat: RematPolicy = "none"
 
     def options(self) -> ModelOptions:
@@ -67,6 +67,8 @@ class DataSection:
     holdout: float = 0.01
     max_rows_per_source: int | None = 80_000
     num_threads: int = 2
+    packing: bool = False  # pack each step's texts into rows of pack_length (segment-aware attention)
+    pack_length: int | None = None  # packed row length T; default data.max_length
 
 
 @dataclasses.dataclass
@@ -119,6 +121,23 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_packing(cfg: RunConfig) -> None:
+    """`data.packing` settings that cannot work, named by key (before anything is built)."""
+    d = cfg.data
+    if d.pack_length is not None and d.pack_length < d.max_length:
+        raise ConfigError(f"data.pack_length ({d.pack_length}) must be >= data.max_length ({d.max_length}): "
+                          "every text must fit one packed row")
+    if not d.packing:
+        return
+    if cfg.train.grad_accum > 1:
+        raise ConfigError("data.packing=true does not support train.grad_accum > 1 yet (GradCache splits "
+                          "batches by rows); use train.grad_accum=1 or data.packing=false")
+    for key, section in (("model", cfg.model), ("teacher", cfg.teacher if cfg.teacher.path else None)):
+        if section is not None and section.attention == "cudnn":
+            raise ConfigError(f"{key}.attention: cudnn cannot take packed batches; use data.packing=false or "
+                              "attention xla/chunked")
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:

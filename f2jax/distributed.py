@@ -114,6 +114,30 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return _GROUP
 
 
+def ensure_cpu_collective_threads(env: dict[str, str] | None = None) -> int | None:
+    """Give XLA:CPU enough worker threads for collectives over M simulated devices; call before
+    JAX starts its backends. Returns the thread count set, or None when nothing was changed.
+
+    XLA:CPU runs each device's program on a shared intra-op pool of max(cores, M) threads, and
+    runs independent collectives of one program concurrently, each blocking a pool thread until
+    all M devices join. With two independent all-gathers in the train step, 4 devices x 2
+    collectives can hold all 8 threads of an 8-device process while the other 4 devices wait
+    for a thread: a deadlock that XLA ends after 40 s ("Termination timeout for all gather ...
+    only 4 of them arrived"). GPUs and TPUs order collectives on streams and are unaffected.
+    `PJRT_NPROC` sizes these pools; 4 threads per device leaves room for 4 concurrent
+    collectives per device. Set it yourself to override."""
+    env = os.environ if env is None else env
+    flags = env.get("XLA_FLAGS", "")
+    devices = max((int(f.split("=", 1)[1]) for f in flags.split()
+                   if f.startswith("--xla_force_host_platform_device_count=") and f.split("=", 1)[1].isdigit()),
+                  default=1)
+    if devices < 2 or env.get("PJRT_NPROC") or env.get("NPROC"):
+        return None
+    threads = max(os.cpu_count() or 1, 4 * devices)
+    env["PJRT_NPROC"] = str(threads)
+    return threads
+
+
 def group() -> ProcessGroup | None:
     """The process group this process joined, or None for a single-process run."""
     return _GROUP
@@ -142,6 +166,25 @@ def _watch_peers(pg: ProcessGroup) -> None:
             peer_failure(f"coordinator unreachable ({first_line(err)})")
         if alive < pg.num_processes:
             peer_failure("a peer process stopped", alive)
+
+
+def barrier(name: str, timeout_s: float = 24 * 3600) -> None:
+    """Wait until every process of the run reaches barrier `name` (each name used once); a no-op
+    in a single-process run. It goes through the coordination service, not a device collective,
+    so it never competes with a step for the devices. A peer that dies meanwhile is reported by
+    the watchdog (heartbeat), so the generous default timeout never turns into a hang."""
+    if jax.process_count() == 1:
+        return
+    client = _client()
+    if client is None:
+        raise DistributedError(f"barrier {name!r}: {jax.process_count()} processes but no distributed client")
+    try:
+        client.wait_at_barrier(name, int(timeout_s * 1000))  # type: ignore[attr-defined]
+    except Exception as err:  # noqa: BLE001 (JaxRuntimeError: DEADLINE_EXCEEDED, peer gone, ...)
+        if is_peer_failure(err):
+            peer_failure(f"barrier {name!r} failed ({first_line(err)})")
+        raise DistributedError(f"barrier {name!r}: not all {jax.process_count()} processes arrived within "
+                               f"{timeout_s:.0f} s ({first_line(err)})") from None
 
 
 def first_line(err: BaseException) -> str:

@@ -17,32 +17,28 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from f2jax.data.batch import bucket_for, length_buckets, pad_sequences
 from f2jax.errors import UserInputError
 from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model, last_token_pool
-from f2jax.sharding import BATCH_AXES, activation_sharding
+from f2jax.sharding import BATCH_AXES, batch_sharding
 from f2jax.tokenizer import load_tokenizer, tokenize
+from f2jax.train.losses import normalize_rows
+
+__all__ = ["Encoder", "batch_bucket", "bucket_for", "length_buckets", "normalize_rows", "pooled"]
 
 DEFAULT_MAX_LENGTH = 512
 F2LLM_QUERY_PROMPT = "Instruct: Given a question, retrieve passages that can help answer the question.\nQuery: "
+ENCODE_SMALLEST_BUCKET = 16  # training batches start at 32 (f2jax.data.pipeline)
 
 
-def length_buckets(max_length: int, smallest: int = 16) -> list[int]:
-    """Powers of two from `smallest` below max_length, then max_length itself."""
-    buckets, size = [], smallest
-    while size < max_length:
-        buckets.append(size)
-        size *= 2
-    return [*buckets, max_length]
-
-
-def bucket_for(n: int, buckets: Sequence[int]) -> int:
-    for size in buckets:
-        if n <= size:
-            return size
-    raise ValueError(f"length {n} exceeds the largest bucket {buckets[-1]}")
+def pooled(graphdef: nnx.GraphDef, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
+    """Raw (un-normalised) last-token states [b, H] in float32: the embedding of training and
+    inference alike."""
+    hidden = nnx.merge(graphdef, state)(ids, mask)
+    return last_token_pool(hidden, mask).astype(jnp.float32)
 
 
 def batch_bucket(n: int, batch_size: int) -> int:
@@ -51,10 +47,6 @@ def batch_bucket(n: int, batch_size: int) -> int:
     while size < n:
         size *= 2
     return min(size, batch_size)
-
-
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _read_max_length(path: Path) -> int | None:
@@ -78,7 +70,7 @@ class Encoder:
         self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
         self.max_length = max_length
         self.prompts = dict(prompts or {"query": F2LLM_QUERY_PROMPT, "document": ""})
-        self.buckets = length_buckets(max_length)
+        self.buckets = length_buckets(max_length, ENCODE_SMALLEST_BUCKET)
         self._graphdef, self._state = nnx.split(model)
         self._pooled = jax.jit(self._pooled_fn)
         self._hidden = jax.jit(self._hidden_fn)
@@ -89,7 +81,7 @@ class Encoder:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str = "float32", *, max_length: int | None = None,
-                        attention: str = "xla", mesh: Mesh | None = None,
+                        attention: str = "auto", mesh: Mesh | None = None,
                         param_dtype: str | None = None) -> Encoder:
         """Load a Hugging Face Qwen3 directory (with tokenizer files) or an f2jax export."""
         path = Path(path)
@@ -100,8 +92,7 @@ class Encoder:
         return cls(model, tokenizer, max_length=max_length, prompts=_read_prompts(path) or None, mesh=mesh)
 
     def _pooled_fn(self, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
-        hidden = nnx.merge(self._graphdef, state)(ids, mask)
-        return last_token_pool(hidden, mask).astype(jnp.float32)
+        return pooled(self._graphdef, state, ids, mask)
 
     def _hidden_fn(self, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
         return nnx.merge(self._graphdef, state)(ids, mask).astype(jnp.float32)
@@ -110,8 +101,9 @@ class Encoder:
         if self.mesh is None:
             return jnp.asarray(array)
         shards = int(np.prod([self.mesh.shape[a] for a in BATCH_AXES]))
-        spec = PartitionSpec(BATCH_AXES) if array.shape[0] % shards == 0 else PartitionSpec()
-        return jax.device_put(array, NamedSharding(self.mesh, spec))
+        if array.shape[0] % shards:
+            return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec()))
+        return jax.device_put(array, batch_sharding(self.mesh, array.ndim))
 
     def embed_ids(self, token_ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
         """Raw last-token states [N, hidden] (float32) for pre-tokenised sequences."""
@@ -124,13 +116,11 @@ class Encoder:
         for start in range(0, n, batch_size):
             rows = order[start:start + batch_size]
             length = bucket_for(max(len(token_ids[i]) for i in rows), self.buckets)
-            ids = np.full((batch_bucket(len(rows), batch_size), length), pad, np.int32)
-            mask = np.zeros_like(ids)
-            for j, i in enumerate(rows):
-                ids[j, :len(token_ids[i])] = token_ids[i]
-                mask[j, :len(token_ids[i])] = 1
+            seqs = [token_ids[i] for i in rows]
+            seqs += [[]] * (batch_bucket(len(rows), batch_size) - len(rows))
+            ids, mask = pad_sequences(seqs, length, pad)
             mask[len(rows):, 0] = 1  # padding rows: one token, discarded below
-            with activation_sharding(self.mesh):
+            with jax.set_mesh(self.mesh):
                 pooled = self._pooled(self._state, self._place(ids), self._place(mask))
             pending.append((rows, pooled))
         out = np.empty((n, self.config.hidden_size), np.float32)
@@ -166,7 +156,7 @@ class Encoder:
         mask = np.asarray(attention_mask, np.int32)
         if ids.shape != mask.shape or ids.ndim != 2:
             raise ValueError(f"input_ids {ids.shape} and attention_mask {mask.shape} must be equal 2-D shapes")
-        with activation_sharding(self.mesh):
+        with jax.set_mesh(self.mesh):
             return np.asarray(self._hidden(self._state, self._place(ids), self._place(mask)))
 
     def save_pretrained(self, out_dir: str | Path, *, dtype: str | None = None,

@@ -1,20 +1,18 @@
 """The device mesh (`data`, `fsdp`, `tensor`) and the rules that place parameters on it.
 
-Rules are data: a table from logical axis name to mesh axis. A dimension whose size the
-mesh axis does not divide stays replicated rather than failing.
+Rules are data: a table from logical axis name to mesh axis. Parameters declare their logical
+axes where the model creates them (Variable metadata); a dimension whose size the mesh axis
+does not divide stays replicated rather than failing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import numpy as np
-from flax import traverse_util
+from flax import nnx, traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from f2jax.errors import F2JaxError
@@ -85,17 +83,30 @@ def spec_for(
     return PartitionSpec(*parts)
 
 
-def param_shardings(
-    params: Mapping[str, Any], mesh: Mesh, rules: Mapping[str, str | None] | None = None
-) -> dict[str, Any]:
-    """NamedSharding for every leaf of a nested parameter dict (leaves need `.shape`)."""
-    from f2jax.model.partitioning import logical_axes  # the model imports this module
+def _declared_axes(var: nnx.Variable, path: tuple[Any, ...]) -> tuple[str | None, ...]:
+    names = var.get_metadata().get("out_sharding")
+    if names is None:
+        raise KeyError(f"no logical axes declared for parameter {'.'.join(map(str, path))}")
+    return tuple(names)
 
+
+def param_shardings(
+    params: Any, mesh: Mesh, rules: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """NamedSharding per parameter, from the logical axes its `nnx.Variable` declares.
+
+    `params` is an `nnx.Module` or `nnx.State` (e.g. the abstract state of
+    `f2jax.model.abstract_model`); the result is a nested dict shaped like `nnx.to_pure_dict`.
+    """
     rules = DEFAULT_RULES if rules is None else rules
-    flat = traverse_util.flatten_dict(params)
+    if isinstance(params, nnx.Module):
+        params = nnx.state(params)
+    if not isinstance(params, nnx.State):
+        raise TypeError("param_shardings needs the nnx.State (or Module) whose Params declare their axes, "
+                        f"got {type(params).__name__}; see f2jax.model.abstract_model")
     out = {
-        path: NamedSharding(mesh, spec_for(leaf.shape, logical_axes(path), mesh, rules))
-        for path, leaf in flat.items()
+        tuple(path): NamedSharding(mesh, spec_for(var.shape, _declared_axes(var, path), mesh, rules))
+        for path, var in nnx.to_flat_state(params)
     }
     return traverse_util.unflatten_dict(out)
 
@@ -104,33 +115,3 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     """Leading (batch) dimension over (`data`, `fsdp`), the rest replicated."""
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
 
-
-def shard_batch(array: np.ndarray, mesh: Mesh) -> jax.Array:
-    return jax.device_put(array, batch_sharding(mesh, array.ndim))
-
-
-_ACTIVATION_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar("f2jax_activation_mesh", default=None)
-
-
-@contextlib.contextmanager
-def activation_sharding(mesh: Mesh | None) -> Iterator[None]:
-    """While tracing inside this block, model activations are pinned to batch sharding.
-
-    Without the pin, XLA's SPMD partitioner may all-gather activations over `fsdp` (and keep
-    the full batch per device) instead of all-gathering the weights, as FSDP intends.
-    """
-    token = _ACTIVATION_MESH.set(mesh)
-    try:
-        yield
-    finally:
-        _ACTIVATION_MESH.reset(token)
-
-
-def constrain_batch(x: jax.Array) -> jax.Array:
-    """Shard x's leading (batch) dimension over (`data`, `fsdp`) when a mesh is active."""
-    mesh = _ACTIVATION_MESH.get()
-    if mesh is None:
-        return x
-    if x.shape[0] % (mesh.shape["data"] * mesh.shape["fsdp"]):
-        return x
-    return jax.lax.with_sharding_constraint(x, batch_sharding(mesh, x.ndim))

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from f2jax.config import CheckpointSection, config_from_dict, dump_config
+from f2jax.model import abstract_model
 from f2jax.model.config import Qwen3Config
 from f2jax.model.options import ModelOptions
 from f2jax.model.presets import QWEN3_06B
@@ -28,7 +29,7 @@ from f2jax.sharding import make_mesh, param_shardings
 from f2jax.train import setup
 from f2jax.train.checkpoint import Checkpointer
 from f2jax.train.optim import make_optimizer, make_schedule
-from f2jax.train.state import init_state, state_shardings
+from f2jax.train.state import TrainState, init_state, state_shardings
 
 # The demo's model (configs/demo.yaml) and the kill trials' tiny one, as `model.init` dicts.
 DEMO_SHAPE = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -37,15 +38,16 @@ TRIAL_SHAPE = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 
                "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 256}
 
 
-def _state(init: dict[str, Any]) -> dict[str, Any]:
+def _state(init: dict[str, Any]) -> TrainState:
     """A real (random) train state {params, AdamW moments, step} of this shape on all devices."""
     qcfg = Qwen3Config.from_hf_dict(
         {"model_type": "qwen3", "vocab_size": 151_669, "max_position_embeddings": 2048, **init}, source="bench"
     )
     mesh = make_mesh(1, -1, 1)
     _, params = setup.build_params(qcfg, ModelOptions(), mesh, path=None, seed=0)
+    _, abstract = abstract_model(qcfg, ModelOptions())
     tx = make_optimizer(make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=10))
-    return init_state(params, tx, state_shardings(params, param_shardings(params, mesh), tx, mesh))
+    return init_state(params, tx, state_shardings(params, param_shardings(abstract, mesh), tx, mesh))
 
 
 def time_saves(model: str = "demo", saves: int = 3) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def time_saves(model: str = "demo", saves: int = 3) -> dict[str, Any]:
         blocked, total = [], []
         for i in range(saves + 1):
             start = time.perf_counter()
-            ckpt.save(i + 1, {**state, "step": state["step"] + i + 1}, {"next_index": i + 1}, {})
+            ckpt.save(i + 1, state.replace(step=state.step + i + 1), {"next_index": i + 1}, {})
             blocked.append(ckpt.last_blocked_s)
             ckpt.wait()
             total.append(time.perf_counter() - start)

@@ -1,4 +1,5 @@
-"""`f2jax bench load-memory | compile | encode | train | step-memory | gpu-check | data | checkpoint | mteb`.
+"""`f2jax bench load-memory | compile | encode | train | step-memory | gpu-check | data | checkpoint | mteb
+| mine | prune`.
 
 Each runs one benchmark and prints a table (`--json OUT` also writes it).
 
@@ -13,7 +14,9 @@ import json
 import sys
 from collections.abc import Sequence
 
-from f2jax.model.presets import QWEN3_06B, QWEN3_VOCAB_SIZE
+from f2jax.bench.mine import add_mine_bench_parser
+from f2jax.model.options import ATTENTION_IMPLS, REMAT_NAMES
+from f2jax.model.presets import QWEN3_06B, SHAPES
 
 
 def _int_list(text: str) -> list[int]:
@@ -120,28 +123,30 @@ def _mesh_shape(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def _lengths_mode(text: str) -> str:
+    from f2jax.bench.lengths import check_lengths_mode
+
+    try:
+        return check_lengths_mode(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from f2jax.bench.report import emit
     from f2jax.bench.train_step import bench_train_step
 
     result = bench_train_step(
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        kv_heads=args.kv_heads,
-        head_dim=args.head_dim,
-        intermediate=args.intermediate,
-        vocab=args.vocab,
-        batch=args.batch,
-        negatives=args.negatives,
-        length=args.length,
-        steps=args.steps,
-        lr=args.lr,
-        threads=args.threads,
-        attn=args.attn,
-        workdir=args.workdir,
+        shape=args.shape, hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
+        head_dim=args.head_dim, intermediate=args.intermediate, vocab=args.vocab, batch=args.batch,
+        negatives=args.negatives, length=args.length, lengths=args.lengths, steps=args.steps,
+        warmup=args.warmup, lr=args.lr, threads=args.threads, attn=args.attn, workdir=args.workdir,
+        param_dtype=args.param_dtype, dtype=args.dtype, attention=args.attention, remat=args.remat,
+        torch=args.torch, packing=args.packing,
     )
-    title = "train (f2jax jitted step vs PyTorch/transformers, float32 CPU, median step)"
+    side = "PyTorch/transformers" if args.torch else "no PyTorch side"
+    title = (f"train ({result['shape']}, {result['dtype']} compute, f2jax jitted step vs {side}, "
+             "median step; ratio_* = f2jax / PyTorch)")
     emit(title, result, args.json)
     return 0
 
@@ -159,6 +164,7 @@ def _run_step_memory(args: argparse.Namespace) -> int:
         model=args.model,
         remat=args.remat,
         attention=args.attention,
+        cpu_faithful=args.cpu_faithful,
     )
     title = "step-memory (compiled bytes per device, abstract sharded args, CPU stand-in devices)"
     emit(title, result, args.json)
@@ -212,7 +218,30 @@ def _run_mteb(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_prune(args: argparse.Namespace) -> int:
+    from f2jax.bench.prune import bench_prune_memory, bench_prune_quality
+    from f2jax.bench.report import emit
+
+    if args.what == "memory":
+        rows = bench_prune_memory(args.workdir)
+        result = {f"{r['preset']}_{key}": value for r in rows for key, value in r.items() if key != "preset"}
+    else:
+        nested = bench_prune_quality(args.workdir, teacher_steps=args.teacher_steps,
+                                     student_steps=args.student_steps)
+        result = {f"{model}_{key}": value for model, r in nested.items() for key, value in r.items()}
+    emit(f"prune {args.what}", result, args.json)
+    return 0
+
+
 def _add_more_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prune", help="prune time + peak RSS per preset (memory); demo-data quality (quality)")
+    p.add_argument("what", choices=["memory", "quality"])
+    p.add_argument("--workdir", default="runs/bench_prune")
+    p.add_argument("--teacher-steps", type=int, default=300)
+    p.add_argument("--student-steps", type=int, default=200)
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_prune)
+
     p = sub.add_parser("data", help="tokenise and pipeline throughput, padding efficiency (demo + synthetic)")
     p.add_argument("--synthetic-rows", type=int, default=100_000, help="0 skips the synthetic source")
     p.add_argument("--max-length", type=int, default=512)
@@ -234,6 +263,37 @@ def _add_more_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_mteb)
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train-step time, tokens/s, MFU/HFU, memory: f2jax vs the PyTorch reference")
+    p.add_argument("--shape", default="tiny", choices=["tiny", *SHAPES],
+                   help="model preset (tiny: hidden 128, 2 layers); the flags below override it")
+    for flag in ("--hidden", "--layers", "--heads", "--kv-heads", "--head-dim", "--intermediate", "--vocab"):
+        p.add_argument(flag, type=int, default=None)
+    p.add_argument("--batch", type=int, default=16, help="queries per step")
+    p.add_argument("--negatives", type=int, default=7, help="hard negatives per query")
+    p.add_argument("--length", type=int, default=128, help="maximum tokens per text (the largest bucket)")
+    p.add_argument("--lengths", type=_lengths_mode, default="uniform",
+                   help="token-length mix: fixed | uniform (length/4..length) | demo (the bundled demo "
+                        "data) | lognormal:MEAN (passages mean MEAN, queries MEAN/4)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                   help="compute dtype (torch: bf16 autocast); auto: bfloat16 on a GPU, else float32")
+    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--attention", default="auto", choices=list(ATTENTION_IMPLS), help="f2jax model.attention")
+    p.add_argument("--remat", default="none", choices=list(REMAT_NAMES),
+                   help="f2jax remat policy; any but none also turns on torch gradient checkpointing")
+    p.add_argument("--steps", type=int, default=10, help="timed steps each, interleaved")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps each after the first")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores XLA uses)")
+    p.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"],
+                   help="transformers attention kernel (auto: flash_attention_2 where installed, else sdpa)")
+    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch baseline")
+    p.add_argument("--packing", action="store_true", help="packed sequences (not available yet: raises)")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_run_train)
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -286,30 +346,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_encode)
 
-    p = sub.add_parser(
-        "train", help="train-step time and tokens/s: f2jax jitted step vs the same step in PyTorch"
-    )
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--head-dim", type=int, default=32)
-    p.add_argument("--intermediate", type=int, default=256)
-    p.add_argument("--vocab", type=int, default=QWEN3_VOCAB_SIZE)
-    p.add_argument("--batch", type=int, default=16, help="queries per step")
-    p.add_argument("--negatives", type=int, default=7, help="hard negatives per query")
-    p.add_argument("--length", type=int, default=128, help="padded length of every field")
-    p.add_argument("--steps", type=int, default=10, help="timed steps each, after one warm-up step")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: the cores XLA uses)"
-    )
-    p.add_argument(
-        "--attn", default="sdpa", choices=["sdpa", "eager"], help="transformers attention kernel"
-    )
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--json", default=None, metavar="OUT")
-    p.set_defaults(func=_run_train)
+    _add_train_parser(sub)
 
     p = sub.add_parser(
         "step-memory", help="compiled memory per device of the sharded train step on N CPU devices"
@@ -324,7 +361,11 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--length", type=int, default=1024)
     p.add_argument("--model", default="0.6b", choices=["0.6b"])
     p.add_argument("--remat", default="full", choices=["none", "full", "dots", "dots_all"])
-    p.add_argument("--attention", default="xla", choices=["xla", "dot_product"])
+    p.add_argument("--attention", default="chunked", choices=list(ATTENTION_IMPLS),
+                   help="model.attention of the compiled step (chunked: no [T, T] logits per layer)")
+    p.add_argument("--cpu-faithful", action=argparse.BooleanOptionalAction, default=True,
+                   help="disable XLA:CPU's while-loop-invariant-code-motion, which adds an f32 copy "
+                        "of the saved layer inputs that TPU/GPU do not make (default: on)")
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_step_memory)
 
@@ -341,6 +382,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_gpu_check)
     _add_more_parsers(sub)
+    add_mine_bench_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Compile-time benchmark: does compiling the model stay flat as depth grows?
 
 The decoder layers are stacked and run with `jax.lax.scan`, so a 28-layer model should compile
-about as fast as a 2-layer one. Parameters are abstract (`nnx.eval_shape`), so only
+about as fast as a 2-layer one. Parameters are abstract (`abstract_model`), so only
 lowering + XLA compilation is measured, never weight initialisation or execution.
 """
 
@@ -16,12 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from f2jax.model.config import Qwen3Config
-from f2jax.model.qwen3 import ModelOptions, Qwen3Model, last_token_pool
-
-
-def _abstract_model(cfg: Qwen3Config, opts: ModelOptions) -> tuple[Any, Any]:
-    abstract = nnx.eval_shape(lambda: Qwen3Model(cfg, opts, rngs=nnx.Rngs(0)))
-    return nnx.split(abstract)
+from f2jax.model.qwen3 import ModelOptions, abstract_model, last_token_pool
 
 
 def _forward_and_grad(graphdef: Any) -> tuple[Any, Any]:
@@ -55,7 +50,7 @@ def compile_times(
     backward: bool = True,
 ) -> dict[str, float]:
     """Best-of-`repeats` lower and compile seconds, forward (and forward+backward)."""
-    graphdef, state = _abstract_model(cfg, opts)
+    graphdef, state = abstract_model(cfg, opts)
     ids = jax.ShapeDtypeStruct((batch, seq_len), jnp.int32)
     best: dict[str, float] = {}
     for _ in range(repeats):

@@ -29,7 +29,7 @@ def _load_naive(path: Path, opts: Any) -> Any:
     from f2jax.hf.load import validate_checkpoint
     from f2jax.hf.names import tensor_maps
     from f2jax.model.config import Qwen3Config
-    from f2jax.model.qwen3 import Qwen3Model, as_dtype
+    from f2jax.model.qwen3 import abstract_model, as_dtype
 
     cfg = Qwen3Config.from_pretrained(path)
     ckpt = SafetensorsCheckpoint(path)
@@ -44,8 +44,7 @@ def _load_naive(path: Path, opts: Any) -> Any:
         arrays = [a.T if tmap.transpose else a for a in arrays]
         host = arrays[0] if not tmap.per_layer else np.stack(arrays)
         values[tmap.path] = jnp.asarray(host, dtype)
-    abstract = nnx.eval_shape(lambda: Qwen3Model(cfg, opts, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
+    graphdef, state = abstract_model(cfg, opts)
     nnx.replace_by_pure_dict(state, traverse_util.unflatten_dict(values))
     return nnx.merge(graphdef, state)
 

@@ -7,6 +7,12 @@ alias bytes per device. It runs in a child process with
 `--xla_force_host_platform_device_count=N` so CPU devices stand in for the mesh; CPU buffer
 assignment approximates TPU/GPU (different fusion and layout choices), so a paper estimate is
 reported beside it.
+
+`cpu_faithful` (default on) disables XLA:CPU's `while-loop-invariant-code-motion` pass in the
+child: on CPU it hoists an f32 copy of the bf16 per-layer saved inputs out of the backward's
+layer loop (an artefact of the CPU backend, not of the step), which inflates temp bytes (0.6B at
+512 x 9 x 1024, chunked attention, mesh 8x8x1: 17,724.6 MiB per device with the pass, 13,468.0
+MiB without; 2026-11-27).
 """
 
 from __future__ import annotations
@@ -17,16 +23,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from f2jax.bench.synth import QWEN3_06B
-from f2jax.sharding import activation_sharding
 
 MODELS: dict[str, dict[str, int]] = {"0.6b": QWEN3_06B}
 DEFAULT_MESHES: tuple[tuple[int, int, int], ...] = ((8, 8, 1), (4, 16, 1))
 _SEQS_PER_ROW = 2  # query + positive, plus `negatives` hard negatives
+CPU_FAITHFUL_FLAG = "--xla_disable_hlo_passes=while-loop-invariant-code-motion"
 
 
 def _model_config(model: str, overrides: dict[str, int] | None) -> Any:
@@ -50,22 +55,36 @@ def _state_bytes(params: Any, shardings: Any) -> tuple[int, int]:
     return total, per_device
 
 
+def logit_rows(attention: str, length: int) -> int:
+    """Query rows of [.., rows, T] attention logits a layer's backward holds at once: T for the
+    materialising kernels (`xla`, `dot_product`; `auto` resolves to `xla` on these CPU stand-ins),
+    one 256-query block for `chunked`, none for the flash kernels (`cudnn`, `splash`)."""
+    from f2jax.model.attention import CHUNK_QUERIES
+
+    if attention in ("cudnn", "splash"):
+        return 0
+    if attention == "chunked":
+        return min(CHUNK_QUERIES, length)
+    return length
+
+
 def paper_estimate(cfg: Any, *, batch: int, negatives: int, length: int, dp: int, param_per_device: int,
-                   compute_bytes: int = 2) -> dict[str, int]:
+                   compute_bytes: int = 2, attention: str = "xla") -> dict[str, int]:
     """What the step should need per device, from shapes alone (float32 params, remat 'full').
 
     state: params + grads + Adam mu, nu, all float32 and sharded like the params (4 copies).
     carries: with full remat only each layer's input hidden state is kept for the backward pass,
     for every sequence of the batch (queries, positives and negatives are all live for the loss).
     recompute: one layer's backward working set for the largest encode call (the negatives):
-    float32 attention logits + bf16 probabilities + float32 logit gradients (`xla` attention
-    materialises [seqs, heads, T, T]), plus the MLP's gate/up/act and their gradients.
+    float32 attention logits + bf16 probabilities + float32 logit gradients over
+    [seqs, heads, rows, T] (`logit_rows`: T for `xla`/`dot_product`, 256 for `chunked`, ~0 for
+    `cudnn`/`splash`), plus the MLP's gate/up/act and their gradients.
     """
     seqs = batch * (_SEQS_PER_ROW + negatives) // dp
     tokens = seqs * length
     carries = tokens * cfg.hidden_size * compute_bytes * cfg.num_hidden_layers
     neg_seqs = batch * negatives // dp
-    attn = neg_seqs * cfg.num_attention_heads * length * length * (4 + compute_bytes + 4)
+    attn = neg_seqs * cfg.num_attention_heads * logit_rows(attention, length) * length * (4 + compute_bytes + 4)
     mlp = neg_seqs * length * cfg.intermediate_size * compute_bytes * 6
     state = 4 * param_per_device
     return {"paper_state_bytes": state, "paper_carries_bytes": carries, "paper_recompute_bytes": attn + mlp,
@@ -75,19 +94,19 @@ def paper_estimate(cfg: Any, *, batch: int, negatives: int, length: int, dp: int
 def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, length: int,
             param_dtype: str = "float32", dtype: str = "bfloat16", remat: str = "full",
             attention: str = "xla") -> dict[str, Any]:
-    """Lower + compile the sharded train step with abstract args here; needs prod(mesh) devices."""
-    import functools
-
+    """Lower + compile the Trainer's sharded train step (`compile_step`) with abstract args
+    here; needs prod(mesh) devices."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
-    from f2jax.model.qwen3 import ModelOptions, Qwen3Model
-    from f2jax.sharding import batch_sharding, make_mesh, param_shardings
+    from f2jax.data.batch import Batch
+    from f2jax.model.qwen3 import ModelOptions, abstract_model
+    from f2jax.sharding import make_mesh, param_shardings
     from f2jax.train.losses import mrl_dims
     from f2jax.train.optim import make_optimizer, make_schedule
-    from f2jax.train.state import state_shardings
-    from f2jax.train.step import LossSpec, train_step
+    from f2jax.train.state import abstract_state, state_shardings
+    from f2jax.train.step import LossSpec, StepProgram, compile_step
 
     data, fsdp, tensor = mesh_shape
     n = data * fsdp * tensor
@@ -95,29 +114,20 @@ def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, 
         raise RuntimeError(f"mesh {tuple(mesh_shape)} needs {n} devices, have {len(jax.devices())}")
     mesh = make_mesh(data, fsdp, tensor, devices=jax.devices()[:n])
     opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat)
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Qwen3Model(cfg, opts, rngs=nnx.Rngs(0))))
+    graphdef, abstract = abstract_model(cfg, opts)
     params = nnx.to_pure_dict(abstract)
-    tx = make_optimizer(make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=1))
-    shardings = state_shardings(params, param_shardings(params, mesh), tx, mesh)
-    state_shapes = {"params": params, "opt_state": jax.eval_shape(tx.init, params),
-                    "step": jax.ShapeDtypeStruct((), jnp.int32)}
-    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state_shapes, shardings)
-    shapes = {"query": (batch, length), "passage": (batch, length), "negative": (batch, negatives, length)}
-    arrays = {f"{name}_{part}": jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding(mesh, len(shape)))
-              for name, shape in shapes.items() for part in ("ids", "mask")}
-    spec = LossSpec(mrl_dims=mrl_dims(cfg.hidden_size))
-    fn = functools.partial(train_step, graphdef=graphdef, tx=tx, spec=spec, inbatch=True)
-    jitted = jax.jit(fn, in_shardings=(shardings, {k: v.sharding for k, v in arrays.items()}, None),
-                     out_shardings=(shardings, None), donate_argnums=0)
-    t0 = time.perf_counter()
-    with activation_sharding(mesh):  # as the Trainer lowers its step
-        lowered = jitted.lower(state, arrays, None)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    mem = compiled.memory_analysis()
-    param_total, param_dev = _state_bytes(params, shardings["params"])
-    out: dict[str, Any] = {"lower_s": t1 - t0, "compile_s": t2 - t1, "param_bytes": param_total,
+    schedule = make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=1)
+    tx = make_optimizer(schedule)
+    shardings = state_shardings(params, param_shardings(abstract, mesh), tx, mesh)
+    program = StepProgram(mesh=mesh, graphdef=graphdef, tx=tx, schedule=schedule,
+                          loss=LossSpec(mrl_dims=mrl_dims(cfg.hidden_size)),
+                          state=abstract_state(params, tx, shardings))
+    rows = jax.ShapeDtypeStruct((batch, length), jnp.int32)
+    negs = jax.ShapeDtypeStruct((batch, negatives, length), jnp.int32)
+    step = compile_step(program, "train", Batch(rows, rows, rows, rows, negs, negs), inbatch=True)
+    mem = step.fn.memory_analysis()
+    param_total, param_dev = _state_bytes(params, shardings.params)
+    out: dict[str, Any] = {"lower_s": step.lower_s, "compile_s": step.compile_s, "param_bytes": param_total,
                            "param_per_device_bytes": param_dev}
     if mem is None:
         return {**out, "memory_analysis": "unavailable on this backend"}
@@ -126,13 +136,20 @@ def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, 
                generated_code_bytes=int(mem.generated_code_size_in_bytes))
     out["total_bytes"] = out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
     out.update(paper_estimate(cfg, batch=batch, negatives=negatives, length=length, dp=data * fsdp,
-                              param_per_device=param_dev))
+                              param_per_device=param_dev, attention=attention))
     return out
 
 
-def _child_env(devices: int) -> dict[str, str]:
+def _child_env(devices: int, cpu_faithful: bool = True) -> dict[str, str]:
+    """This environment with `devices` CPU devices (and, `cpu_faithful`, the CPU-only hoisting
+    pass disabled, merged into any `--xla_disable_hlo_passes` already set)."""
     env = dict(os.environ)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    if cpu_faithful:
+        key, value = CPU_FAITHFUL_FLAG.split("=")
+        passes = [p for f in flags if f.startswith(key + "=") for p in f.split("=", 1)[1].split(",") if p]
+        flags = [f for f in flags if not f.startswith(key + "=")]
+        flags.append(f"{key}={','.join(dict.fromkeys([*passes, value]))}")
     env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
     env["JAX_PLATFORMS"] = "cpu"
     return env
@@ -142,8 +159,9 @@ def bench_step_memory(*, devices: int = 64, meshes: Sequence[Sequence[int]] = DE
                       negatives: int = 7, length: int = 1024, model: str = "0.6b",
                       overrides: dict[str, int] | None = None, param_dtype: str = "float32",
                       dtype: str = "bfloat16", remat: str = "full", attention: str = "xla",
-                      timeout: float | None = None) -> dict[str, Any]:
-    """Per-device compiled memory for each mesh, measured in a child process with `devices` CPU devices."""
+                      timeout: float | None = None, cpu_faithful: bool = True) -> dict[str, Any]:
+    """Per-device compiled memory for each mesh, measured in a child process with `devices` CPU
+    devices (`cpu_faithful`: without XLA:CPU's while-loop-invariant code motion, see above)."""
     from f2jax.sharding import resolve_mesh_shape
 
     resolved = [resolve_mesh_shape(*m, devices) for m in meshes]
@@ -157,7 +175,8 @@ def bench_step_memory(*, devices: int = 64, meshes: Sequence[Sequence[int]] = DE
     with tempfile.TemporaryDirectory(prefix="f2jax-step-mem-") as tmp:
         out_file = os.path.join(tmp, "result.json")
         cmd = [sys.executable, "-m", "f2jax.bench.step_memory", json.dumps(job), out_file]
-        proc = subprocess.run(cmd, env=_child_env(devices), capture_output=True, text=True, timeout=timeout)
+        env = _child_env(devices, cpu_faithful)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise RuntimeError(f"step-memory child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         with open(out_file) as f:
@@ -167,6 +186,7 @@ def bench_step_memory(*, devices: int = 64, meshes: Sequence[Sequence[int]] = DE
         "model": model, "params": cfg.num_params(), "global_batch": batch,
         "sequences_per_row": _SEQS_PER_ROW + negatives, "length": length,
         "param_dtype": param_dtype, "dtype": dtype, "remat": remat, "attention": attention,
+        "cpu_faithful": cpu_faithful, "xla_flags": env["XLA_FLAGS"],
     }
     for m, values in zip(resolved, per_mesh, strict=True):
         prefix = "mesh_{}x{}x{}_".format(*m)

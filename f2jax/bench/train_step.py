@@ -1,30 +1,43 @@
-"""Train-step benchmark: the f2jax jitted step vs the same step in PyTorch, same weights and batch.
+"""Train-step benchmark (`f2jax bench train`): the f2jax jitted step vs the reference PyTorch step.
 
 Both sides start from one random Hugging Face `Qwen3Model` (built with transformers, saved,
-loaded into f2jax with `f2jax.hf.load_model`), see one batch (random real-token ids, mixed
-lengths, right padding, EOS last), and run the F2LLM objective (last-token pooling, in-batch +
-hard-negative InfoNCE at temperature 0.05 with Matryoshka weights 1/(n·sqrt(d/dim)), summed)
-and AdamW(0.9, 0.98, wd 0.01) after clipping to norm 1, in float32 by default (on a GPU,
-optionally bf16 compute: see `bench_train_step`). The torch losses are
-written here from the recipe, not from f2jax, so matching first-step losses and gradient norms
-also cross-checks the f2jax model, pooling, losses and gradients. Steps are timed interleaved
-(f2jax, torch, f2jax, ...) so background load hits both alike; compile is reported separately.
+loaded into f2jax with `f2jax.hf.load_model`), see one batch (random real-token ids with a
+`--lengths` mix, `f2jax.bench.lengths`; right padding, EOS last), and run the F2LLM objective
+and AdamW after clipping (`f2jax.bench.torch_reference`). Each side pads as its trainer does:
+f2jax each field to its length bucket (powers of two from 32, then `length`), PyTorch each text
+group to its own longest text. Steps are timed interleaved (f2jax, torch, f2jax, ...) so
+background load hits both alike; compile is reported separately. Figures: median step time,
+real and padded tokens/s, model FLOPs per step (`f2jax.bench.flops`, forward + backward,
+attention included), MFU on real tokens and HFU (remat recompute counted) against the chip's
+dense bf16 peak (achieved GFLOP/s on CPU, where no peak is known), compiled memory per device,
+and `ratio_*` = f2jax / PyTorch for each.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from f2jax.model.presets import QWEN3_EOS_ID, QWEN3_FIRST_SPECIAL_ID, QWEN3_VOCAB_SIZE
+from f2jax.bench.lengths import bucketed, check_lengths_mode, make_batch
+from f2jax.bench.torch_reference import (  # noqa: F401 - re-exported (gpu_check, tests)
+    TorchStep,
+    build_hf_model,
+    pick_torch_attn,
+    torch_mrl_weights,
+    torch_objective,
+)
+from f2jax.model.presets import QWEN3_VOCAB_SIZE, SHAPES
+
+# `--shape tiny`: the benchmark's historical default; the rest are `f2jax.model.presets.SHAPES`.
+TINY_SHAPE = dict(hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, intermediate=256, vocab=QWEN3_VOCAB_SIZE)
+TRAIN_SHAPES = ("tiny", *SHAPES)
+_FIELDS = ("query", "passage", "negative")
 
 
 def available_cores() -> int:
@@ -35,120 +48,35 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def make_batch(rng: np.random.Generator, batch: int, negatives: int, length: int,
-               vocab: int) -> dict[str, np.ndarray]:
-    """Right-padded real-token ids (EOS last) with lengths in [length/4, length]; row 0 full."""
-    eos = QWEN3_EOS_ID if vocab > QWEN3_EOS_ID else vocab - 1
-    top = min(vocab - 1, QWEN3_FIRST_SPECIAL_ID)
-
-    def field(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        lengths = rng.integers(max(2, length // 4), length + 1, size=shape)
-        lengths.reshape(-1)[0] = length
-        ids = rng.integers(0, top, size=(*shape, length)).astype(np.int32)
-        pos = np.arange(length)
-        ids = np.where(pos == lengths[..., None] - 1, eos, ids)
-        mask = (pos < lengths[..., None]).astype(np.int32)
-        return ids * mask, mask
-
-    out: dict[str, np.ndarray] = {}
-    for name, shape in (("query", (batch,)), ("passage", (batch,)), ("negative", (batch, negatives))):
-        out[f"{name}_ids"], out[f"{name}_mask"] = field(shape)
-    return out
+def shape_dims(shape: str | None = None, **overrides: int | None) -> dict[str, int]:
+    """hidden/layers/heads/kv_heads/head_dim/intermediate/vocab of a named shape, non-None overrides on top."""
+    if shape is None or shape == "tiny":
+        base = dict(TINY_SHAPE)
+    elif shape in SHAPES:
+        s = SHAPES[shape]
+        base = dict(hidden=s["hidden_size"], layers=s["num_hidden_layers"], heads=s["num_attention_heads"],
+                    kv_heads=s["num_key_value_heads"], head_dim=s["head_dim"],
+                    intermediate=s["intermediate_size"], vocab=s["vocab_size"])
+    else:
+        raise ValueError(f"shape must be one of {TRAIN_SHAPES}, got {shape!r}")
+    unknown = set(overrides) - set(base)
+    if unknown:
+        raise TypeError(f"unknown shape keys {sorted(unknown)}")
+    return {**base, **{k: int(v) for k, v in overrides.items() if v is not None}}
 
 
-def build_hf_model(out: Path, *, vocab: int, hidden: int, intermediate: int, layers: int, heads: int,
-                   kv_heads: int, head_dim: int, max_positions: int, attn: str, seed: int) -> Any:
-    """A random transformers `Qwen3Model` (norm scales randomised too), saved to `out`."""
-    from f2jax.testing import save_random_qwen3
+def check_packing() -> None:
+    """Hook for sequence packing: raises until `f2jax.data.batch.PackedBatch` and a packed step exist."""
+    import f2jax.data.batch as batch_mod
 
-    hf_config = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                     num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
-                     max_position_embeddings=max(2048, max_positions), rms_norm_eps=1e-6)
-    _, model = save_random_qwen3(out, hf_config, seed=seed, with_tokenizer=False, attn_implementation=attn)
-    return model.train()  # dropout is 0 in Qwen3; train() so nothing eval-only kicks in
-
-
-def torch_mrl_weights(dims: Sequence[int]) -> list[float]:
-    """1 / (n·sqrt(d/dim)), n = 1, 2, ... from the largest dim down (written apart from f2jax's)."""
-    d = max(dims)
-    ranked = sorted(dims, reverse=True)
-    return [1.0 / ((ranked.index(dim) + 1) * math.sqrt(d / dim)) for dim in dims]
-
-
-def torch_objective(q: Any, p: Any, n: Any, dims: Sequence[int], temperature: float) -> Any:
-    """Σ_dim w · (in-batch CE over the batch's passages + hard CE over [pos, own negatives])."""
-    import torch
-    import torch.nn.functional as F
-
-    b = q.shape[0]
-    cands = torch.cat([p[:, None], n], dim=1)
-    target_ib = torch.arange(b, device=q.device)
-    target_hard = torch.zeros(b, dtype=torch.long, device=q.device)
-    total = q.new_zeros(())
-    for dim, w in zip(dims, torch_mrl_weights(dims), strict=True):
-        qn = F.normalize(q[:, :dim], dim=-1)
-        pn = F.normalize(p[:, :dim], dim=-1)
-        cn = F.normalize(cands[..., :dim], dim=-1)
-        inbatch = F.cross_entropy(qn @ pn.T / temperature, target_ib)
-        hard = F.cross_entropy(torch.einsum("bd,bkd->bk", qn, cn) / temperature, target_hard)
-        total = total + w * (inbatch + hard)
-    return total
-
-
-class TorchStep:
-    """zero_grad → three forwards (queries, positives, negatives) → loss → backward → clip → AdamW.
-
-    As the reference trainer runs it: each text group is cut to its own longest text, the model
-    forward runs under bf16 autocast when `autocast` (float32 master weights; the loss stays in
-    float32, as f2jax's), HF gradient checkpointing per layer when `checkpointing`, and AdamW is
-    the fused CUDA kernel on a GPU."""
-
-    def __init__(self, model: Any, batch: dict[str, np.ndarray], dims: Sequence[int], *, lr: float,
-                 temperature: float, device: str = "cpu", autocast: bool = False,
-                 checkpointing: bool = False) -> None:
-        import torch
-
-        self.model, self.dims, self.temperature = model.to(device), tuple(dims), temperature
-        self.device, self.autocast = device, autocast
-        if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        b, k, length = batch["negative_ids"].shape
-        self.inputs = []
-        for f in ("query", "passage", "negative"):
-            mask = batch[f"{f}_mask"].reshape(-1, length)
-            longest = int(mask.sum(-1).max())
-            self.inputs.append(tuple(torch.as_tensor(x[:, :longest], dtype=torch.long, device=device)
-                                     for x in (batch[f"{f}_ids"].reshape(-1, length), mask)))
-        self.padded_tokens = sum(int(mask.numel()) for _, mask in self.inputs)
-        self.shape = (b, k)
-        fused = {"fused": True} if device.startswith("cuda") else {}
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-8,
-                                     weight_decay=0.01, **fused)
-
-    def _pool(self, ids: Any, mask: Any) -> Any:
-        import torch
-
-        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.autocast):
-            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        last = mask.sum(-1) - 1
-        return hidden[torch.arange(ids.shape[0], device=ids.device), last].float()
-
-    def __call__(self) -> tuple[float, float]:
-        import torch
-
-        self.opt.zero_grad(set_to_none=True)
-        q, p, n = (self._pool(ids, mask) for ids, mask in self.inputs)
-        loss = torch_objective(q, p, n.reshape(*self.shape, -1), self.dims, self.temperature)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()  # the update is async: time it in this step, not the next
-        return float(loss.detach()), float(norm)
+    if not hasattr(batch_mod, "PackedBatch"):
+        raise NotImplementedError("--packing: not available yet (f2jax.data.batch has no PackedBatch)")
+    raise NotImplementedError("--packing: f2jax.data.batch.PackedBatch exists, but the benchmark's "
+                              "packed step is not wired in yet (f2jax/bench/train_step.py)")
 
 
 def _memory_analysis(compiled: Any) -> dict[str, int | None]:
-    """XLA's compiled-step buffer sizes (None where the backend reports none)."""
+    """XLA's compiled-step buffer sizes per device (None where the backend reports none)."""
     try:
         mem = compiled.memory_analysis()
     except Exception:  # noqa: BLE001 - not every backend implements it
@@ -161,74 +89,151 @@ def _memory_analysis(compiled: Any) -> dict[str, int | None]:
     return out
 
 
-def _flops_report(cfg: Any, real_lengths: np.ndarray, padded_lengths: np.ndarray, jax_s: float,
-                  torch_s: float, device_kind: str) -> dict[str, Any]:
-    """Model FLOPs per step (f2jax.bench.flops) and achieved TFLOP/s and MFU on real tokens."""
-    from f2jax.bench.flops import peak_bf16_flops, train_flops
+def _lengths(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
+    """Per field: (real token counts, padded width)."""
+    return {f: (arrays[f"{f}_mask"].reshape(-1, arrays[f"{f}_mask"].shape[-1]).sum(-1),
+                arrays[f"{f}_mask"].shape[-1]) for f in _FIELDS}
 
-    real, padded = train_flops(cfg, real_lengths), train_flops(cfg, padded_lengths)
-    peak = peak_bf16_flops(device_kind)
-    out: dict[str, Any] = {"model_flops_per_step_real": real, "model_flops_per_step_padded": padded,
-                           "flops_note": "3x forward matmuls, causal attention L(L+1)/2, no lm_head",
-                           "device_kind": device_kind, "peak_bf16_flops": peak}
-    for side, seconds in (("f2jax", jax_s), ("torch", torch_s)):
-        out[f"{side}_real_tflop_per_s"] = real / seconds / 1e12
-        out[f"{side}_mfu_real"] = real / seconds / peak if peak else None
+
+def flops_report(cfg: Any, f2jax_fields: dict[str, tuple[np.ndarray, int]],
+                 torch_fields: dict[str, tuple[np.ndarray, int]] | None, *, remat: str, kernel: str,
+                 seconds: dict[str, float], device_kind: str) -> dict[str, Any]:
+    """Model FLOPs per step (real and padded), hardware FLOPs with remat recompute, and per side
+    TFLOP/s, MFU (model FLOPs on real tokens) and HFU (hardware FLOPs on real tokens) vs the peak."""
+    from f2jax.bench.flops import FLOPS_NOTE, hardware_train_flops, peak_bf16_flops, train_flops
+    from f2jax.model.attention import CHUNK_QUERIES
+
+    real_lengths = np.concatenate([n for n, _ in f2jax_fields.values()])
+    real = train_flops(cfg, real_lengths)
+    out: dict[str, Any] = {
+        "model_flops_per_step_real": real,
+        "model_flops_per_step_padded": sum(train_flops(cfg, np.full(n.shape, w)) for n, w in f2jax_fields.values()),
+        "flops_note": FLOPS_NOTE, "device_kind": device_kind, "peak_bf16_flops": peak_bf16_flops(device_kind)}
+    out["f2jax_hardware_flops_per_step"] = sum(
+        hardware_train_flops(cfg, n, remat=remat, attention_recomputed=kernel == "chunked" and w > CHUNK_QUERIES)
+        for n, w in f2jax_fields.values())
+    if torch_fields is not None:
+        out["torch_model_flops_per_step_padded"] = sum(
+            train_flops(cfg, np.full(n.shape, w)) for n, w in torch_fields.values())
+        out["torch_hardware_flops_per_step"] = hardware_train_flops(
+            cfg, real_lengths, remat="full" if remat != "none" else "none")
+    peak = out["peak_bf16_flops"]
+    for side, s in seconds.items():
+        hw = out[f"{side}_hardware_flops_per_step"]
+        out[f"{side}_real_tflop_per_s"] = real / s / 1e12
+        out[f"{side}_real_gflop_per_s"] = real / s / 1e9
+        out[f"{side}_hardware_tflop_per_s"] = hw / s / 1e12
+        out[f"{side}_mfu_real"] = real / s / peak if peak else None
+        out[f"{side}_hfu"] = hw / s / peak if peak else None
     return out
 
 
-def bench_train_step(*, hidden: int = 128, layers: int = 2, heads: int = 4, kv_heads: int = 2, head_dim: int = 32,
-                     intermediate: int = 256, vocab: int = QWEN3_VOCAB_SIZE, batch: int = 16, negatives: int = 7,
-                     length: int = 128, steps: int = 10, lr: float = 1e-4, threads: int | None = None,
-                     attn: str = "sdpa", seed: int = 0, workdir: str | Path | None = None,
-                     param_dtype: str = "float32", dtype: str = "float32", attention: str = "xla",
-                     remat: str = "none", warmup: int = 0) -> dict[str, Any]:
-    """Steady-state step seconds and real tokens/s of f2jax vs PyTorch, plus first-step loss agreement.
+def _build_model(dims: dict[str, int], opts: Any, *, length: int, attn: str | None, seed: int,
+                 workdir: str | Path | None) -> tuple[Any, Any]:
+    """(f2jax model, HF torch model or None): from one random HF checkpoint, or f2jax's own
+    random init when `attn` is None (no PyTorch side)."""
+    if attn is None:
+        from flax import nnx
 
-    On a GPU (jax's default backend) torch runs on CUDA too; `dtype="bfloat16"` means bf16
-    compute in f2jax and bf16 autocast in torch, `remat != "none"` also turns on torch's
-    per-layer gradient checkpointing. `warmup` untimed steps follow the first (reported) step."""
+        from f2jax.bench.synth import qwen3_config
+        from f2jax.model.qwen3 import Qwen3Model
+
+        cfg = qwen3_config(num_hidden_layers=dims["layers"], hidden_size=dims["hidden"],
+                           intermediate_size=dims["intermediate"], num_attention_heads=dims["heads"],
+                           num_key_value_heads=dims["kv_heads"], head_dim=dims["head_dim"],
+                           vocab_size=dims["vocab"])
+        return Qwen3Model(cfg, opts, rngs=nnx.Rngs(seed)), None
+    from f2jax.hf.load import load_model
+
+    with tempfile.TemporaryDirectory(prefix="f2jax-bench-train-", dir=workdir) as tmp:
+        hf_model = build_hf_model(Path(tmp), **dims, max_positions=length, attn=attn, seed=seed)
+        return load_model(tmp, opts), hf_model
+
+
+def _ratios(r: dict[str, Any]) -> dict[str, float | None]:
+    """f2jax / PyTorch for every per-side figure (None where either side has none)."""
+    pairs = {"step_s": ("f2jax_step_s", "torch_step_s"),
+             "tokens_per_s": ("f2jax_tokens_per_s", "torch_tokens_per_s"),
+             "padded_tokens_per_s": ("f2jax_padded_tokens_per_s", "torch_padded_tokens_per_s"),
+             "real_tflop_per_s": ("f2jax_real_tflop_per_s", "torch_real_tflop_per_s"),
+             "hardware_tflop_per_s": ("f2jax_hardware_tflop_per_s", "torch_hardware_tflop_per_s"),
+             "mfu_real": ("f2jax_mfu_real", "torch_mfu_real"), "hfu": ("f2jax_hfu", "torch_hfu"),
+             "memory_bytes": ("f2jax_mem_total_bytes", "torch_max_memory_allocated_bytes")}
+    out: dict[str, float | None] = {}
+    for name, (a, b) in pairs.items():
+        x, y = r.get(a), r.get(b)
+        out[f"ratio_{name}"] = x / y if x is not None and y else None
+    return out
+
+
+def bench_train_step(*, shape: str | None = None, hidden: int | None = None, layers: int | None = None,
+                     heads: int | None = None, kv_heads: int | None = None, head_dim: int | None = None,
+                     intermediate: int | None = None, vocab: int | None = None, batch: int = 16,
+                     negatives: int = 7, length: int = 128, lengths: str = "uniform", steps: int = 10,
+                     lr: float = 1e-4, threads: int | None = None, attn: str = "sdpa", seed: int = 0,
+                     workdir: str | Path | None = None, param_dtype: str = "float32", dtype: str = "float32",
+                     attention: str = "xla", remat: str = "none", warmup: int = 0, torch: bool = True,
+                     packing: bool = False) -> dict[str, Any]:
+    """Steady-state step seconds, tokens/s, FLOP utilisation and memory of f2jax vs PyTorch, plus
+    first-step loss agreement.
+
+    `shape` names a preset (`TRAIN_SHAPES`; default tiny), explicit dimensions override it.
+    On a GPU (jax's default backend) torch runs on CUDA too; `dtype="bfloat16"` means bf16 compute
+    in f2jax and bf16 autocast in torch (`"auto"`: bf16 on a GPU, else float32); `remat != "none"`
+    also turns on torch's per-layer gradient checkpointing; `attn` is the transformers kernel
+    (`"auto"`: flash-attention-2 where installed, else sdpa). `warmup` untimed steps follow the
+    first (reported) step. `torch=False` skips the PyTorch side (f2jax's own random init)."""
     import functools
 
     import jax
     import jax.numpy as jnp
-    import torch
     from flax import nnx
 
-    from f2jax.hf.load import load_model
+    from f2jax.data.batch import Batch
+    from f2jax.model.attention import resolve_attention
     from f2jax.model.qwen3 import ModelOptions
     from f2jax.train.losses import mrl_dims
     from f2jax.train.optim import make_optimizer, make_schedule
+    from f2jax.train.state import TrainState
     from f2jax.train.step import LossSpec, train_step
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if packing:
+        check_packing()
+    check_lengths_mode(lengths)
+    dims = shape_dims(shape, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                      intermediate=intermediate, vocab=vocab)
+    backend = jax.default_backend()
+    if torch:
+        import torch as torch_mod
+
+        on_gpu = backend == "gpu" and torch_mod.cuda.is_available()
+    else:
+        on_gpu = backend == "gpu"
+    dtype = ("bfloat16" if backend == "gpu" else "float32") if dtype == "auto" else dtype
+    kernel = resolve_attention(attention, backend, dtype, dims["head_dim"])
     opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat)  # type: ignore[arg-type]
-    on_gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
     threads = threads or available_cores()
-    torch.set_num_threads(threads)
-    batch_np = make_batch(np.random.default_rng(seed), batch, negatives, length, vocab)
-    masks = [batch_np[f"{f}_mask"] for f in ("query", "passage", "negative")]
-    real_tokens, padded_tokens = int(sum(m.sum() for m in masks)), int(sum(m.size for m in masks))
-    real_lengths = np.concatenate([m.reshape(-1, length).sum(-1) for m in masks])
-    dims = mrl_dims(hidden)
+    torch_attn = pick_torch_attn(attn, on_gpu=on_gpu, bf16=dtype == "bfloat16") if torch else None
+    if torch:
+        torch_mod.set_num_threads(threads)
+    batch_np = make_batch(np.random.default_rng(seed), batch, negatives, length, dims["vocab"], lengths)
+    f2jax_np = bucketed(batch_np, length)
+    real_tokens, padded_tokens = Batch(**f2jax_np).token_counts()
+    mdims = mrl_dims(dims["hidden"])
 
-    with tempfile.TemporaryDirectory(prefix="f2jax-bench-train-", dir=workdir) as tmp:
-        hf_model = build_hf_model(Path(tmp), vocab=vocab, hidden=hidden, intermediate=intermediate,
-                                  layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                                  max_positions=length, attn=attn, seed=seed)
-        model = load_model(tmp, opts)
+    model, hf_model = _build_model(dims, opts, length=length, attn=torch_attn, seed=seed, workdir=workdir)
     cfg = model.config
     graphdef, model_state = nnx.split(model)
     params = nnx.to_pure_dict(model_state)
     del model, model_state
 
-    total_steps = steps + warmup + 1
-    tx = make_optimizer(make_schedule("constant", peak_lr=lr, warmup_steps=0, total_steps=total_steps))
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    arrays = {k: jnp.asarray(v) for k, v in batch_np.items()}
-    fn = functools.partial(train_step, graphdef=graphdef, tx=tx, spec=LossSpec(mrl_dims=dims), inbatch=True)
+    tx = make_optimizer(make_schedule("constant", peak_lr=lr, warmup_steps=0, total_steps=steps + warmup + 1))
+    state = TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32))
+    arrays = Batch(**{k: jnp.asarray(v) for k, v in f2jax_np.items()})
+    fn = functools.partial(train_step, graphdef=graphdef, tx=tx, spec=LossSpec(mrl_dims=mdims), inbatch=True)
     t0 = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=0).lower(state, arrays, None).compile()
     compile_s = time.perf_counter() - t0
@@ -239,54 +244,77 @@ def bench_train_step(*, hidden: int = 128, layers: int = 2, heads: int = 4, kv_h
         jax.block_until_ready(state)
         return float(metrics["loss"]), float(metrics["grad_norm"])
 
-    torch_step = TorchStep(hf_model, batch_np, dims, lr=lr, temperature=0.05, device=device,
-                           autocast=dtype == "bfloat16", checkpointing=remat != "none")
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
+    torch_step = None
+    if torch:
+        torch_step = TorchStep(hf_model, batch_np, mdims, lr=lr, temperature=0.05, device=device,
+                               autocast=dtype == "bfloat16", checkpointing=remat != "none")
+        if on_gpu:
+            torch_mod.cuda.reset_peak_memory_stats()
+    sides = {"f2jax": jax_step, **({"torch": torch_step} if torch_step is not None else {})}
+    times: dict[str, list[float]] = {s: [] for s in sides}
+    first: dict[str, tuple[float, tuple[float, float]]] = {}
+    last: dict[str, float] = {}
 
     def timed(step: Any) -> tuple[float, tuple[float, float]]:
         start = time.perf_counter()
         out = step()
         return time.perf_counter() - start, out
 
-    jax_first_s, (jax_loss0, jax_norm0) = timed(jax_step)
-    torch_first_s, (torch_loss0, torch_norm0) = timed(torch_step)
+    for side, step in sides.items():
+        first[side] = timed(step)
     for _ in range(warmup):
-        jax_step(), torch_step()
-    jax_times, torch_times = [], []
+        for step in sides.values():
+            step()
     for _ in range(steps):  # interleaved, so load from elsewhere hits both alike
-        seconds, (jax_loss, _) = timed(jax_step)
-        jax_times.append(seconds)
-        seconds, (torch_loss, _) = timed(torch_step)
-        torch_times.append(seconds)
-    jax_s, torch_s = statistics.median(jax_times), statistics.median(torch_times)
+        for side, step in sides.items():
+            seconds, (loss, _) = timed(step)
+            times[side].append(seconds)
+            last[side] = loss
+    med = {s: statistics.median(t) for s, t in times.items()}
     device_kind = jax.devices()[0].device_kind
     jax_peak = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use") if on_gpu else None
 
-    return {
-        "hidden": hidden, "layers": layers, "vocab": vocab, "batch": batch, "negatives": negatives,
-        "length": length, "sequences": batch * (2 + negatives), "real_tokens": real_tokens,
-        "padded_tokens": padded_tokens, "torch_padded_tokens": torch_step.padded_tokens,
-        "mrl_dims": ",".join(map(str, dims)), "param_dtype": param_dtype, "dtype": dtype,
-        "attention": attention, "remat": remat, "torch_device": device,
-        "torch_autocast_bf16": torch_step.autocast, "torch_grad_checkpointing": remat != "none",
-        "torch_fused_adamw": on_gpu,
-        "steps_timed": steps, "warmup_steps": warmup, "xla_threads": available_cores(),
-        "torch_threads": torch.get_num_threads(), "torch_attn": attn,
-        "f2jax_compile_s": compile_s, "f2jax_first_step_s": jax_first_s,
-        "f2jax_step_s": jax_s, "f2jax_step_min_s": min(jax_times),
-        "f2jax_tokens_per_s": real_tokens / jax_s, "f2jax_padded_tokens_per_s": padded_tokens / jax_s,
-        "torch_first_step_s": torch_first_s, "torch_step_s": torch_s, "torch_step_min_s": min(torch_times),
-        "torch_tokens_per_s": real_tokens / torch_s,
-        "torch_padded_tokens_per_s": torch_step.padded_tokens / torch_s,
-        "speedup_torch_over_f2jax": torch_s / jax_s,  # = f2jax tokens/s ÷ torch tokens/s
-        **_flops_report(cfg, real_lengths, np.full(real_lengths.shape, length), jax_s, torch_s, device_kind),
+    r: dict[str, Any] = {
+        "shape": shape or "tiny", **dims, "batch": batch, "negatives": negatives, "length": length,
+        "lengths": lengths, "sequences": batch * (2 + negatives), "real_tokens": real_tokens,
+        "padded_tokens": padded_tokens,
+        "padded_widths": ",".join(str(f2jax_np[f"{f}_mask"].shape[-1]) for f in _FIELDS),
+        "mrl_dims": ",".join(map(str, mdims)), "param_dtype": param_dtype, "dtype": dtype,
+        "attention": attention, "attention_kernel": kernel, "remat": remat, "steps_timed": steps,
+        "warmup_steps": warmup, "xla_threads": available_cores(), "f2jax_compile_s": compile_s,
+        "f2jax_first_step_s": first["f2jax"][0], "f2jax_step_s": med["f2jax"], "f2jax_step_min_s": min(times["f2jax"]),
+        "f2jax_tokens_per_s": real_tokens / med["f2jax"], "f2jax_padded_tokens_per_s": padded_tokens / med["f2jax"],
         **_memory_analysis(compiled), "f2jax_device_peak_bytes": jax_peak,
+        "f2jax_first_loss": first["f2jax"][1][0], "f2jax_first_grad_norm": first["f2jax"][1][1],
+        "f2jax_last_loss": last["f2jax"],
+    }
+    if torch_step is not None:
+        r.update(_torch_figures(torch_step, first["torch"], times["torch"], last["torch"], r, on_gpu=on_gpu,
+                                threads=torch_mod.get_num_threads(), attn=torch_attn))
+    torch_fields = _lengths(torch_step.arrays) if torch_step is not None else None
+    r.update(flops_report(cfg, _lengths(f2jax_np), torch_fields, remat=remat, kernel=kernel, seconds=med,
+                          device_kind=device_kind))
+    r.update(_ratios(r))
+    return r
+
+
+def _torch_figures(step: TorchStep, first: tuple[float, tuple[float, float]], times: list[float],
+                   last_loss: float, r: dict[str, Any], *, on_gpu: bool, threads: int, attn: str | None
+                   ) -> dict[str, Any]:
+    import torch
+
+    s = statistics.median(times)
+    loss0, norm0 = first[1]
+    return {
+        "torch_device": step.device, "torch_attn": attn, "torch_threads": threads,
+        "torch_autocast_bf16": step.autocast, "torch_grad_checkpointing": step.checkpointing,
+        "torch_fused_adamw": on_gpu, "torch_padded_tokens": step.padded_tokens,
+        "torch_first_step_s": first[0], "torch_step_s": s, "torch_step_min_s": min(times),
+        "torch_tokens_per_s": r["real_tokens"] / s, "torch_padded_tokens_per_s": step.padded_tokens / s,
+        "speedup_torch_over_f2jax": s / r["f2jax_step_s"],  # = f2jax tokens/s ÷ torch tokens/s
         "torch_max_memory_allocated_bytes": torch.cuda.max_memory_allocated() if on_gpu else None,
-        "f2jax_first_loss": jax_loss0, "torch_first_loss": torch_loss0,
-        "first_loss_rel_diff": abs(jax_loss0 - torch_loss0) / abs(torch_loss0),
-        "f2jax_first_grad_norm": jax_norm0, "torch_first_grad_norm": torch_norm0,
-        "first_grad_norm_rel_diff": abs(jax_norm0 - torch_norm0) / abs(torch_norm0),
-        "f2jax_last_loss": jax_loss, "torch_last_loss": torch_loss,
-        "last_loss_rel_diff": abs(jax_loss - torch_loss) / abs(torch_loss),
+        "torch_first_loss": loss0, "torch_first_grad_norm": norm0, "torch_last_loss": last_loss,
+        "first_loss_rel_diff": abs(r["f2jax_first_loss"] - loss0) / abs(loss0),
+        "first_grad_norm_rel_diff": abs(r["f2jax_first_grad_norm"] - norm0) / abs(norm0),
+        "last_loss_rel_diff": abs(r["f2jax_last_loss"] - last_loss) / abs(last_loss),
     }

@@ -6,6 +6,11 @@ rows, and each process reads only rows [p*B/P, (p+1)*B/P). A `grain.MapDataset` 
 numbers therefore makes the iterator state a single index: save and restore are exact.
 Bucket lengths are chosen from the lengths of the *global* batch (held in small index arrays),
 so every host pads identically without reading the other hosts' records.
+
+With packing (`pack_length`), each process packs its own slice of texts into its own rows
+(f2jax.data.packing); the row count comes from the FFD layouts of *every* slice, computed from
+the same global length arrays, so all hosts agree on R without exchanging anything, and the
+last-token indices name global rows (process p owns rows [p·R, (p+1)·R)).
 """
 
 from __future__ import annotations
@@ -17,15 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grain
+import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from f2jax.data import schedule
+from f2jax.data.batch import Batch, HostBatch, PackedBatch, bucket_for, length_buckets, pad_sequences
+from f2jax.data.packing import clip, pack_texts, rows_needed
 from f2jax.data.store import SourceIndex, TokenizedStore
 from f2jax.data.tasks import DEFAULT_NEGATIVES, INBATCH
 from f2jax.data.teacher import TeacherEmbeddings
 from f2jax.errors import UserInputError
 
 log = logging.getLogger(__name__)
+TRAIN_SMALLEST_BUCKET = 32  # the Encoder starts at 16; training batches are wider
 _FOREVER = 2**40  # steps of an endless pipeline; MapDataset.range is lazy
 
 
@@ -80,40 +90,28 @@ class ValidationPlan:
         return self.items[int(step)]
 
 
-def _pad(seqs: Sequence[np.ndarray], length: int, pad_id: int, eos_id: int):
-    """Right-pad (truncating with EOS last where needed); ids, mask, last real index."""
-    ids = np.full((len(seqs), length), pad_id, np.int32)
-    mask = np.zeros((len(seqs), length), np.int32)
-    last = np.zeros(len(seqs), np.int32)
-    for i, s in enumerate(seqs):
-        if len(s) > length:
-            s = np.concatenate([s[: length - 1], [eos_id]])
-        ids[i, : len(s)] = s
-        mask[i, : len(s)] = 1
-        last[i] = len(s) - 1
-    return ids, mask, last
-
-
 class BatchBuilder:
-    """Step number -> this process's slice of the global batch (the batch contract)."""
+    """Step number -> this process's slice of the global batch (a `HostBatch`)."""
 
     def __init__(self, store: TokenizedStore, plan, *, seed: int, max_length: int,
                  buckets: Sequence[int], negatives: dict[str, int], instructions: bool,
-                 process_index: int, process_count: int, teacher: TeacherEmbeddings | None = None):
+                 process_index: int, process_count: int, teacher: TeacherEmbeddings | None = None,
+                 pack_length: int | None = None, row_multiple: int = 1):
         self.store, self.plan, self.seed, self.teacher = store, plan, seed, teacher
         self.sources: list[SourceIndex] = list(store.sources.values())
         self.max_length, self.buckets = max_length, tuple(sorted(buckets))
         self.negatives, self.instructions = negatives, instructions
         self.p, self.P = process_index, process_count
         self.pad_id, self.eos_id = store.meta["pad_id"], store.meta["eos_id"]
+        self.pack_length, self.row_multiple = pack_length, row_multiple
 
     def _use_instruction(self, src: SourceIndex) -> bool:
         return self.instructions and bool(src.instruction)
 
     def _len(self, lengths: np.ndarray) -> int:
-        return schedule.bucket(int(min(lengths.max(), self.max_length)), self.buckets)
+        return bucket_for(int(min(lengths.max(), self.max_length)), self.buckets)
 
-    def __call__(self, step: int) -> dict:
+    def __call__(self, step: int) -> HostBatch:
         plan = self.plan(step)
         src = self.sources[plan.source]
         rows, k = plan.rows, self.negatives[src.task]
@@ -133,30 +131,45 @@ class BatchBuilder:
         uniq, inverse = np.unique(docs, return_inverse=True)
         drec = self.store.records("corpus", "corpus").__getitems__(uniq.tolist())
         dids = [drec[j]["input_ids"] for j in inverse]
-        q_ids, q_mask, q_last = _pad([r[qkey] for r in qrec], lq, self.pad_id, self.eos_id)
-        p_ids, p_mask, p_last = _pad(dids[:b], lp, self.pad_id, self.eos_id)
-        n_ids, n_mask, n_last = _pad(dids[b:], ln, self.pad_id, self.eos_id)
-        out = {
-            "query_ids": q_ids, "query_mask": q_mask, "query_last": q_last,
-            "passage_ids": p_ids, "passage_mask": p_mask, "passage_last": p_last,
-            "negative_ids": n_ids.reshape(b, k, ln), "negative_mask": n_mask.reshape(b, k, ln),
-            "negative_last": n_last.reshape(b, k),
-            "source": src.name, "task": src.task, "inbatch": INBATCH[src.task],
-            "epoch": plan.epoch, "step_in_epoch": plan.step_in_epoch,
-            "rows": rows[mine].astype(np.int64),  # record indices in the source (debugging)
-        }
+        teacher = {}
         if self.teacher is not None:  # stored teacher vectors, gathered by the same ids
             t = self.teacher
-            out["teacher_query"] = t.gather(t.query(src.name, qkey), rows[mine])
-            out["teacher_passage"] = t.gather(t.corpus, pid[mine])
-            out["teacher_negative"] = t.gather(t.corpus, nid[mine])
-        return out
+            teacher = {"teacher_query": t.gather(t.query(src.name, qkey), rows[mine]),
+                       "teacher_passage": t.gather(t.corpus, pid[mine]),
+                       "teacher_negative": t.gather(t.corpus, nid[mine])}
+        if self.pack_length:
+            arrays = self._packed(qlen[rows], self.store.doc_len[pid], self.store.doc_len[nid], k,
+                                  [r[qkey] for r in qrec], dids, teacher)
+            return HostBatch(arrays, source=src.name, task=src.task, inbatch=INBATCH[src.task],
+                             epoch=plan.epoch, step_in_epoch=plan.step_in_epoch,
+                             rows=rows[mine].astype(np.int64))
+        q_ids, q_mask = pad_sequences([r[qkey] for r in qrec], lq, self.pad_id, self.eos_id)
+        p_ids, p_mask = pad_sequences(dids[:b], lp, self.pad_id, self.eos_id)
+        n_ids, n_mask = pad_sequences(dids[b:], ln, self.pad_id, self.eos_id)
+        arrays = Batch(query_ids=q_ids, query_mask=q_mask, passage_ids=p_ids, passage_mask=p_mask,
+                       negative_ids=n_ids.reshape(b, k, ln), negative_mask=n_mask.reshape(b, k, ln),
+                       **teacher)
+        return HostBatch(arrays, source=src.name, task=src.task, inbatch=INBATCH[src.task],
+                         epoch=plan.epoch, step_in_epoch=plan.step_in_epoch,
+                         rows=rows[mine].astype(np.int64))
+
+
+    def _packed(self, qlen: np.ndarray, plen: np.ndarray, nlen: np.ndarray, k: int, queries: list,
+                docs: list, teacher: dict[str, np.ndarray]) -> PackedBatch:
+        """This slice packed into R rows; R from every slice's layout (global lengths), so all
+        processes agree on it."""
+        b, cap = len(qlen) // self.P, self.max_length
+        slices = [np.minimum(np.concatenate([qlen[j * b:(j + 1) * b], plen[j * b:(j + 1) * b],
+                                             nlen[j * b:(j + 1) * b].ravel()]), cap) for j in range(self.P)]
+        rows = rows_needed(slices, self.pack_length, self.row_multiple)
+        q = [clip(s, cap, self.eos_id) for s in queries]
+        d = [clip(s, cap, self.eos_id) for s in docs]
+        return pack_texts(q, d[:b], d[b:], k, length=self.pack_length, rows=rows, pad_id=self.pad_id,
+                          row_offset=self.p * rows, teacher=teacher)
 
 
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     if process_index is None or process_count is None:
-        import jax
-
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
@@ -180,12 +193,17 @@ def make_dataset(
     process_index: int | None = None,
     process_count: int | None = None,
     teacher_embeddings: bool = False,
+    pack_length: int | None = None,
+    row_multiple: int = 1,
 ) -> grain.MapDataset:
     """A `grain.MapDataset` whose element i is step i's local batch (see module docstring).
 
     `teacher_embeddings=True` adds the stored teacher vectors of `data_dir/teacher/` (see
     `f2jax.data.teacher`) as float32 `teacher_query` [b, H], `teacher_passage` [b, H] and
-    `teacher_negative` [b, K, H]."""
+    `teacher_negative` [b, K, H].
+
+    `pack_length=T` (>= max_length) packs each step's texts into rows of T (a `PackedBatch`),
+    R per process a multiple of `row_multiple` (the data-parallel shards per process)."""
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
     p, P = _processes(process_index, process_count)
@@ -193,7 +211,9 @@ def make_dataset(
         raise ValueError(f"global_batch_size {global_batch_size} not divisible by {P} processes")
     store = TokenizedStore(data_dir)
     max_length = max_length or int(store.meta["max_length"])
-    buckets = tuple(b for b in (buckets or schedule.default_buckets(max_length)) if b < max_length)
+    if pack_length is not None and pack_length < max_length:
+        raise ValueError(f"pack_length {pack_length} < max_length {max_length}: a text must fit one row")
+    buckets = tuple(b for b in (buckets or length_buckets(max_length, TRAIN_SMALLEST_BUCKET)) if b < max_length)
     buckets = (*buckets, max_length)
     negatives = {**DEFAULT_NEGATIVES, **(negatives or {})}
     train_rows, val_rows = [], []
@@ -223,7 +243,8 @@ def make_dataset(
     teacher = TeacherEmbeddings(data_dir) if teacher_embeddings else None
     builder = BatchBuilder(store, plan, seed=seed, max_length=max_length, buckets=buckets,
                            negatives=negatives, instructions=instructions,
-                           process_index=p, process_count=P, teacher=teacher)
+                           process_index=p, process_count=P, teacher=teacher,
+                           pack_length=pack_length, row_multiple=row_multiple)
     ds = grain.MapDataset.range(steps).map(builder)
     ds.steps_per_epoch = getattr(plan, "steps_per_epoch", steps)  # for schedulers and logs
     return ds
@@ -245,20 +266,9 @@ def make_validation_iterator(data_dir: str | Path, *, global_batch_size: int, se
                          split="validation", **kwargs)
 
 
-ARRAY_KEYS = ("query_ids", "query_mask", "query_last", "passage_ids", "passage_mask",
-              "passage_last", "negative_ids", "negative_mask", "negative_last")
-TEACHER_KEYS = ("teacher_query", "teacher_passage", "teacher_negative")  # with teacher_embeddings=True
+def to_global(batch: Batch, mesh: Mesh) -> Batch:
+    """Assemble each process's slice into global jax arrays, batch dim over (`data`, `fsdp`)."""
+    from f2jax.sharding import batch_sharding
 
-
-def to_global(batch: dict, mesh, batch_axes: Sequence[str] = ("data", "fsdp")) -> dict:
-    """Assemble each process's slice into global jax arrays sharded over `batch_axes`."""
-    import jax
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    axes = tuple(a for a in batch_axes if a in mesh.axis_names)
-    out = dict(batch)
-    for key in (*ARRAY_KEYS, *(k for k in TEACHER_KEYS if k in batch)):
-        arr = batch[key]
-        spec = PartitionSpec(axes or None, *([None] * (arr.ndim - 1)))
-        out[key] = jax.make_array_from_process_local_data(NamedSharding(mesh, spec), arr)
-    return out
+    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(batch_sharding(mesh, a.ndim), a),
+                        batch)

@@ -1,6 +1,7 @@
-"""Pure functions of the seed: held-out rows, per-epoch source schedule, negative sampling,
-bucket choice. Being functions of (seed, epoch, step) makes the pipeline random-access, so an
-iterator state is just a step number and every host computes the same global batch."""
+"""Pure functions of the seed: held-out rows, per-epoch source schedule, negative sampling.
+Being functions of (seed, epoch, step) makes the pipeline random-access, so an iterator state
+is just a step number and every host computes the same global batch. (Length buckets live in
+`f2jax.data.batch`, shared with the Encoder.)"""
 
 from __future__ import annotations
 
@@ -95,19 +96,3 @@ def sample_negatives(
         raise ValueError(f"batch row {row} has fewer than {k} negatives")
     return chosen
 
-
-def bucket(length: int, buckets: Sequence[int]) -> int:
-    """Smallest bucket >= length (buckets sorted, the last one = max_length)."""
-    for b in buckets:
-        if length <= b:
-            return int(b)
-    raise ValueError(f"sequence length {length} exceeds the largest bucket {buckets[-1]}")
-
-
-def default_buckets(max_length: int, smallest: int = 32) -> tuple[int, ...]:
-    """Powers of two from `smallest` below max_length, then max_length."""
-    out, b = [], smallest
-    while b < max_length:
-        out.append(b)
-        b *= 2
-    return (*out, max_length)

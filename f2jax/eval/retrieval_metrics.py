@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from f2jax.train.losses import normalize_rows
+
 QueryJudgements = Mapping[int, float] | Iterable[int]
 Qrels = Mapping[int, Mapping[int, float]] | Sequence[QueryJudgements] | np.ndarray
 
@@ -96,10 +98,8 @@ def mrr(scores: np.ndarray, qrels: Qrels, k: int | None = None) -> float:
 
 def cosine_scores(query_vecs: np.ndarray, doc_vecs: np.ndarray) -> np.ndarray:
     """[n_queries, n_docs] cosine similarities (float64)."""
-    q = np.asarray(query_vecs, np.float64)
-    d = np.asarray(doc_vecs, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
-    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+    q = normalize_rows(np.asarray(query_vecs, np.float64))
+    d = normalize_rows(np.asarray(doc_vecs, np.float64))
     return q @ d.T
 
 

@@ -17,9 +17,9 @@ from flax import nnx, traverse_util
 from jax.sharding import Mesh, SingleDeviceSharding
 
 from f2jax.hf.checkpoint import CheckpointError, SafetensorsCheckpoint
-from f2jax.hf.names import TensorMap, param_shape, tensor_maps
+from f2jax.hf.names import TensorMap, hf_shapes, tensor_maps
 from f2jax.model.config import Qwen3Config
-from f2jax.model.qwen3 import ModelOptions, Qwen3Model, as_dtype
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model, abstract_model, as_dtype
 from f2jax.sharding import param_shardings
 
 IGNORED_TENSORS = ("lm_head.weight",)  # the LM head of *ForCausalLM checkpoints; not part of the backbone
@@ -32,11 +32,7 @@ def _prefix(names: list[str]) -> str:
 def validate_checkpoint(ckpt: SafetensorsCheckpoint, cfg: Qwen3Config) -> str:
     """Fail (naming tensor and file) on missing, unexpected or misshapen tensors; return the name prefix."""
     prefix = _prefix(list(ckpt.entries))
-    expected: dict[str, tuple[int, ...]] = {}
-    for tmap in tensor_maps(cfg):
-        shape = tmap.hf_shape(param_shape(cfg, tmap.path))
-        for name in tmap.names(cfg.num_hidden_layers):
-            expected[prefix + name] = shape
+    expected = hf_shapes(cfg, prefix)
     present = set(ckpt.entries) - set(IGNORED_TENSORS)
     missing = sorted(set(expected) - present)
     if missing:
@@ -111,12 +107,10 @@ def load_model(
     cfg = config or Qwen3Config.from_pretrained(path)
     ckpt = SafetensorsCheckpoint(path)
     prefix = validate_checkpoint(ckpt, cfg)
-    abstract = nnx.eval_shape(lambda: Qwen3Model(cfg, opts, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    pure = nnx.to_pure_dict(state)
-    flat_shapes = traverse_util.flatten_dict(pure)
+    graphdef, state = abstract_model(cfg, opts)
+    flat_shapes = traverse_util.flatten_dict(nnx.to_pure_dict(state))
     if mesh is not None:
-        flat_shardings = traverse_util.flatten_dict(param_shardings(pure, mesh, rules))
+        flat_shardings = traverse_util.flatten_dict(param_shardings(state, mesh, rules))
     else:
         single = SingleDeviceSharding(jax.devices()[0])
         flat_shardings = dict.fromkeys(flat_shapes, single)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from flax import nnx
+
 from f2jax.model.config import Qwen3Config
+from f2jax.model.qwen3 import abstract_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,22 +60,17 @@ def tensor_maps(cfg: Qwen3Config) -> list[TensorMap]:
     return maps
 
 
-def param_shape(cfg: Qwen3Config, path: tuple[str, ...]) -> tuple[int, ...]:
-    """The f2jax parameter shape for `path` (used to validate checkpoints before reading)."""
-    h, m, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    kernels = {
-        "q_proj": (h, cfg.q_dim), "k_proj": (h, cfg.kv_dim), "v_proj": (h, cfg.kv_dim),
-        "o_proj": (cfg.q_dim, h), "gate_proj": (h, m), "up_proj": (h, m), "down_proj": (m, h),
+def param_shapes(cfg: Qwen3Config) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """f2jax parameter shapes by path, read off the abstract model (so they cannot drift from it)."""
+    _, state = abstract_model(cfg)
+    return {tuple(path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
+
+
+def hf_shapes(cfg: Qwen3Config, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """Hugging Face tensor name -> shape for every backbone tensor (validates checkpoints before reading)."""
+    shapes = param_shapes(cfg)
+    return {
+        prefix + name: tmap.hf_shape(shapes[tmap.path])
+        for tmap in tensor_maps(cfg)
+        for name in tmap.names(cfg.num_hidden_layers)
     }
-    name, leaf = path[-2], path[-1]
-    if path == ("embed_tokens", "embedding"):
-        return (cfg.vocab_size, h)
-    if path == ("norm", "weight"):
-        return (h,)
-    if leaf == "kernel":
-        shape = kernels[name]
-    elif leaf == "bias":
-        shape = (kernels[name][1],)
-    else:
-        shape = (cfg.head_dim,) if name in ("q_norm", "k_norm") else (h,)
-    return (L, *shape)

@@ -1,9 +1,9 @@
 """Qwen3 backbone in Flax NNX."""
 
 from f2jax.model.config import Qwen3Config, UnsupportedModelError
-from f2jax.model.qwen3 import ModelOptions, Qwen3Model, last_token_index, last_token_pool
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model, abstract_model, last_token_index, last_token_pool
 
 __all__ = [
     "ModelOptions", "Qwen3Config", "Qwen3Model", "UnsupportedModelError",
-    "last_token_index", "last_token_pool",
+    "abstract_model", "last_token_index", "last_token_pool",
 ]

@@ -11,7 +11,7 @@ import typing
 from typing import Literal
 
 DType = Literal["float32", "bfloat16", "float16"]
-AttentionImpl = Literal["xla", "dot_product", "cudnn"]
+AttentionImpl = Literal["auto", "xla", "chunked", "dot_product", "cudnn", "splash"]
 RematPolicy = Literal["none", "full", "dots", "dots_all"]
 
 DTYPE_NAMES: tuple[str, ...] = typing.get_args(DType)
@@ -31,7 +31,7 @@ class ModelOptions:
 
     param_dtype: DType = "float32"
     dtype: DType = "float32"  # compute dtype
-    attention: AttentionImpl = "xla"
+    attention: AttentionImpl = "auto"  # resolved per backend by `f2jax.model.attention.resolve_attention`
     remat: RematPolicy = "none"
 
     def __post_init__(self) -> None:

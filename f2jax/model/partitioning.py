@@ -1,39 +1,89 @@
-"""Logical axis names of every backbone parameter, declared beside the model.
+"""How the model's tensors are laid out: logical axes declared at creation, activations pinned.
 
-The mesh rules (`f2jax.sharding`) map these names to mesh axes; nothing else needs to know
-how a parameter is laid out.
+Each parameter names the logical axis of every dimension where it is created (`axes(...)`,
+kept as the `nnx.Variable`'s `out_sharding` metadata; the layer `vmap` prepends `layers`), so
+the layout lives beside the code that makes the tensor. `f2jax.sharding` maps logical names
+to mesh axes with a rules table; no table here mirrors the module tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from typing import Any
 
-# Keyed by the last two path components of a parameter (module name, variable name).
-_AXES: dict[tuple[str, str], tuple[str | None, ...]] = {
-    ("embed_tokens", "embedding"): ("vocab", "embed"),
-    ("q_proj", "kernel"): ("embed", "heads"),
-    ("k_proj", "kernel"): ("embed", "kv_heads"),
-    ("v_proj", "kernel"): ("embed", "kv_heads"),
-    ("o_proj", "kernel"): ("heads", "embed"),
-    ("q_proj", "bias"): ("heads",),
-    ("k_proj", "bias"): ("kv_heads",),
-    ("v_proj", "bias"): ("kv_heads",),
-    ("o_proj", "bias"): ("norm",),
-    ("gate_proj", "kernel"): ("embed", "mlp"),
-    ("up_proj", "kernel"): ("embed", "mlp"),
-    ("down_proj", "kernel"): ("mlp", "embed"),
-    ("q_norm", "weight"): ("head_dim",),
-    ("k_norm", "weight"): ("head_dim",),
-    ("input_layernorm", "weight"): ("norm",),
-    ("post_attention_layernorm", "weight"): ("norm",),
-    ("norm", "weight"): ("norm",),
-}
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+
+from f2jax.sharding import BATCH_AXES
+
+LAYERS = "layers"  # the stacked axis the layer `vmap` adds in front of every block parameter
 
 
-def logical_axes(path: Sequence[str]) -> tuple[str | None, ...]:
-    """Logical axes of the parameter at `path` (stacked block parameters get a `layers` axis)."""
-    key = (str(path[-2]), str(path[-1]))
-    if key not in _AXES:
-        raise KeyError(f"no logical axes declared for parameter {'.'.join(map(str, path))}")
-    axes = _AXES[key]
-    return ("layers", *axes) if str(path[0]) == "layers" else axes
+def axes(*names: str | None) -> dict[str, Any]:
+    """Variable metadata naming each dimension's logical axis.
+
+    `eager_sharding=False`: the names are logical, not mesh axes, so Flax must not try to place
+    the value at creation; placement is decided later by the rules (`f2jax.sharding`).
+    """
+    return {"out_sharding": tuple(names), "eager_sharding": False}
+
+
+def pin_batch(x: jax.Array) -> jax.Array:
+    """Shard x's leading (batch) dimension over `BATCH_AXES` of the mesh set with `jax.set_mesh`.
+
+    Without the pin, XLA's SPMD partitioner may all-gather activations over `fsdp` (and keep
+    the full batch per device) instead of all-gathering the weights, as FSDP intends. No mesh
+    in context, a mesh without those axes, or an indivisible batch: x is left alone.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+        return x
+    if x.shape[0] % math.prod(mesh.shape[a] for a in BATCH_AXES):
+        return x
+    return jax.lax.with_sharding_constraint(x, PartitionSpec(BATCH_AXES, *([None] * (x.ndim - 1))))
+
+
+def embed_lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
+    """table [V, E] rows at ids [B, T] -> [B, T, E], batch pinned like `pin_batch`.
+
+    Under a (`data`, `fsdp`, `tensor`) mesh the lookup is a `shard_map` over the table's own
+    layout (vocab over `tensor`, embed over `fsdp`, as `f2jax.sharding.DEFAULT_RULES` place it):
+    the ids are all-gathered over `fsdp`, each device gathers its [V/tensor, E/fsdp] slice
+    (rows outside its vocabulary slice give zeros, summed over `tensor`) and an all-to-all over
+    `fsdp` hands back batch rows with the full embedding. Its transpose is therefore a scatter-add
+    into the local table shard: the gradient never exists as a full [V, E] buffer (a plain
+    `jnp.take` let XLA all-gather the table and scatter into full-vocabulary zeros, one per
+    encode call). Values are identical to `jnp.take`. No mesh, or a batch the mesh does not
+    divide: plain `jnp.take`.
+    """
+    from f2jax.sharding import DEFAULT_RULES, spec_for
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not {*BATCH_AXES, "tensor"} <= set(mesh.axis_names) or ids.ndim != 2:
+        return jnp.take(table, ids, axis=0)
+    if ids.shape[0] % math.prod(mesh.shape[a] for a in BATCH_AXES):
+        return jnp.take(table, ids, axis=0)
+    vocab_axis, embed_axis = spec_for(table.shape, ("vocab", "embed"), mesh, DEFAULT_RULES)
+    if embed_axis not in (None, "fsdp") or vocab_axis not in (None, "tensor"):
+        return pin_batch(jnp.take(table, ids, axis=0))
+    split_vocab = vocab_axis is not None and mesh.shape["tensor"] > 1
+    rows = table.shape[0] // mesh.shape["tensor"] if split_vocab else table.shape[0]
+
+    def local(tab: jax.Array, idx: jax.Array) -> jax.Array:
+        if embed_axis:  # every fsdp member holds other embed columns: it needs its group's ids
+            idx = jax.lax.all_gather(idx, "fsdp", axis=0, tiled=True)
+        if split_vocab:
+            idx = idx - jax.lax.axis_index("tensor") * rows
+            mine = (idx >= 0) & (idx < rows)
+            x = jnp.take(tab, jnp.where(mine, idx, 0), axis=0)
+            x = jax.lax.psum(jnp.where(mine[..., None], x, jnp.zeros((), x.dtype)), "tensor")
+        else:
+            x = jnp.take(tab, idx, axis=0)
+        if embed_axis:  # [B/data, T, E/fsdp] -> [B/(data*fsdp), T, E]
+            x = jax.lax.all_to_all(x, "fsdp", 0, 2, tiled=True)
+        return x
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec("tensor" if split_vocab else None, embed_axis),
+                                                     PartitionSpec(BATCH_AXES, None)),
+                         out_specs=PartitionSpec(BATCH_AXES, None, None))(table, ids)

@@ -1,7 +1,8 @@
 """The Qwen3 decoder backbone (Hugging Face `Qwen3Model`, no LM head) in Flax NNX.
 
 Layers are created stacked (one leading `layers` axis on every block parameter) and run with
-`jax.lax.scan`, so compile time does not grow with depth.
+`jax.lax.scan`, so compile time does not grow with depth. Every parameter declares its logical
+axes where it is created (`partitioning.axes`); `f2jax.sharding` turns them into placements.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from f2jax.model.attention import attend
+from f2jax.model.attention import attend, resolve_attention
 from f2jax.model.config import Qwen3Config
 from f2jax.model.options import DTYPE_NAMES, ModelOptions, check_choice
-from f2jax.model.rope import apply_rope, rope_tables
-from f2jax.sharding import constrain_batch
+from f2jax.model.partitioning import LAYERS, axes, embed_lookup, pin_batch
+from f2jax.model.rope import apply_rope, rope_tables, rope_tables_at
 
 REMAT_POLICIES: dict[str, Any] = {
     "none": None,
@@ -37,8 +38,8 @@ _init = nnx.initializers.normal(0.02)
 class RMSNorm(nnx.Module):
     """RMSNorm computed in float32, scaled in the compute dtype (as transformers does)."""
 
-    def __init__(self, dim: int, eps: float, opts: ModelOptions):
-        self.weight = nnx.Param(jnp.ones((dim,), as_dtype(opts.param_dtype)))
+    def __init__(self, dim: int, eps: float, opts: ModelOptions, axis: str = "norm"):
+        self.weight = nnx.Param(jnp.ones((dim,), as_dtype(opts.param_dtype)), **axes(axis))
         self.eps = eps
         self.dtype = as_dtype(opts.dtype)
 
@@ -48,33 +49,40 @@ class RMSNorm(nnx.Module):
         return self.weight[...].astype(self.dtype) * x32.astype(self.dtype)
 
 
-def _linear(n_in: int, n_out: int, bias: bool, opts: ModelOptions, rngs: nnx.Rngs) -> nnx.Linear:
+def _linear(n_in: int, n_out: int, bias: bool, opts: ModelOptions, rngs: nnx.Rngs,
+            kernel_axes: tuple[str, str], bias_axis: str = "norm") -> nnx.Linear:
+    """A Linear whose kernel [in, out] and bias [out] carry their logical axes."""
     return nnx.Linear(
         n_in, n_out, use_bias=bias, dtype=as_dtype(opts.dtype),
         param_dtype=as_dtype(opts.param_dtype), kernel_init=_init, rngs=rngs,
+        kernel_metadata=axes(*kernel_axes), bias_metadata=axes(bias_axis),
     )
 
 
 class Attention(nnx.Module):
     def __init__(self, cfg: Qwen3Config, opts: ModelOptions, rngs: nnx.Rngs):
         h, bias = cfg.hidden_size, cfg.attention_bias
-        self.q_proj = _linear(h, cfg.q_dim, bias, opts, rngs)
-        self.k_proj = _linear(h, cfg.kv_dim, bias, opts, rngs)
-        self.v_proj = _linear(h, cfg.kv_dim, bias, opts, rngs)
-        self.o_proj = _linear(cfg.q_dim, h, bias, opts, rngs)
-        self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, opts)
-        self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, opts)
+        self.q_proj = _linear(h, cfg.q_dim, bias, opts, rngs, ("embed", "heads"), "heads")
+        self.k_proj = _linear(h, cfg.kv_dim, bias, opts, rngs, ("embed", "kv_heads"), "kv_heads")
+        self.v_proj = _linear(h, cfg.kv_dim, bias, opts, rngs, ("embed", "kv_heads"), "kv_heads")
+        self.o_proj = _linear(cfg.q_dim, h, bias, opts, rngs, ("heads", "embed"))
+        self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, opts, "head_dim")
+        self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps, opts, "head_dim")
         self.heads, self.kv_heads, self.head_dim = (
             cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
-        self.impl = opts.attention
+        # `auto` becomes this backend's kernel here, once (logged); explicit choices that cannot
+        # run here fail now, naming `model.attention`.
+        self.impl = resolve_attention(opts.attention, jax.default_backend(), opts.dtype, cfg.head_dim)
+        self.requested = opts.attention  # packed rows: `auto` may leave cuDNN, an explicit choice may not
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, lengths: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, lengths: jax.Array | None,
+                 segment_ids: jax.Array | None = None) -> jax.Array:
         b, t, _ = x.shape
         q = self.q_norm(self.q_proj(x).reshape(b, t, self.heads, self.head_dim))
         k = self.k_norm(self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim))
         v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = attend(q, k, v, lengths, self.impl)
+        out = attend(q, k, v, lengths, self.impl, segment_ids, self.requested)
         return self.o_proj(out.reshape(b, t, self.heads * self.head_dim))
 
 
@@ -83,9 +91,9 @@ class MLP(nnx.Module):
 
     def __init__(self, cfg: Qwen3Config, opts: ModelOptions, rngs: nnx.Rngs):
         h, m = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = _linear(h, m, False, opts, rngs)
-        self.up_proj = _linear(h, m, False, opts, rngs)
-        self.down_proj = _linear(m, h, False, opts, rngs)
+        self.gate_proj = _linear(h, m, False, opts, rngs, ("embed", "mlp"))
+        self.up_proj = _linear(h, m, False, opts, rngs, ("embed", "mlp"))
+        self.down_proj = _linear(m, h, False, opts, rngs, ("mlp", "embed"))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -98,13 +106,18 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, opts)
         self.mlp = MLP(cfg, opts, rngs)
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, lengths: jax.Array) -> jax.Array:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, lengths)
+    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, lengths: jax.Array | None,
+                 segment_ids: jax.Array | None = None) -> jax.Array:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, lengths, segment_ids)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
 class Qwen3Model(nnx.Module):
-    """Token ids + right-padding mask -> final-norm hidden states [B, T, hidden]."""
+    """Token ids + right-padding mask -> final-norm hidden states [B, T, hidden].
+
+    Packed rows (several texts per row) pass `segment_ids` [B, T] (0 = padding) and per-text
+    `positions` [B, T]: attention stays within each text and RoPE restarts per text, so every
+    text's states equal those of the text run alone."""
 
     def __init__(self, cfg: Qwen3Config, opts: ModelOptions | None = None, *, rngs: nnx.Rngs):
         opts = opts or ModelOptions()
@@ -112,31 +125,51 @@ class Qwen3Model(nnx.Module):
         self.embed_tokens = nnx.Embed(
             cfg.vocab_size, cfg.hidden_size, dtype=as_dtype(opts.dtype),
             param_dtype=as_dtype(opts.param_dtype), embedding_init=_init, rngs=rngs,
+            embedding_metadata=axes("vocab", "embed"),
         )
 
         @nnx.split_rngs(splits=cfg.num_hidden_layers)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
+        @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: LAYERS})
         def stacked_layers(rngs: nnx.Rngs) -> DecoderLayer:
             return DecoderLayer(cfg, opts, rngs)
 
         self.layers = stacked_layers(rngs)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, opts)
 
-    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None, *,
+                 segment_ids: jax.Array | None = None, positions: jax.Array | None = None) -> jax.Array:
         dtype = as_dtype(self.options.dtype)
-        x = constrain_batch(self.embed_tokens(input_ids).astype(dtype))
-        lengths = attention_mask.astype(jnp.int32).sum(axis=-1)
-        cos, sin = rope_tables(self.config, input_ids.shape[1], dtype)
+        # = `self.embed_tokens(input_ids)` (which casts the table to the compute dtype, then
+        # takes rows), laid out so the table's gradient stays sharded (`embed_lookup`).
+        x = pin_batch(embed_lookup(self.embed_tokens.embedding[...].astype(dtype), input_ids))
+        if segment_ids is None:
+            lengths = attention_mask.astype(jnp.int32).sum(axis=-1)
+            cos, sin = rope_tables(self.config, input_ids.shape[1], dtype)
+        else:
+            lengths = None
+            if positions is None:
+                positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
+            cos, sin = rope_tables_at(self.config, positions, dtype)
         graphdef, layer_state = nnx.split(self.layers)
 
         def block(h: jax.Array, state: Any) -> tuple[jax.Array, None]:
-            return constrain_batch(nnx.merge(graphdef, state)(constrain_batch(h), cos, sin, lengths)), None
+            layer = nnx.merge(graphdef, state)
+            return pin_batch(layer(pin_batch(h), cos, sin, lengths, segment_ids)), None
 
         policy = REMAT_POLICIES[self.options.remat]
         if self.options.remat != "none":
             block = jax.checkpoint(block, policy=policy, prevent_cse=False)
         x, _ = jax.lax.scan(block, x, layer_state)
         return self.norm(x)
+
+
+def abstract_model(cfg: Qwen3Config, opts: ModelOptions | None = None) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, abstract state) of a `Qwen3Model`: shapes, dtypes and logical axes, nothing allocated.
+
+    The state's `nnx.Param`s hold `jax.ShapeDtypeStruct`s and their `out_sharding` axes, so it
+    serves both `f2jax.sharding.param_shardings` and `nnx.to_pure_dict` (shape-only trees).
+    """
+    return nnx.split(nnx.eval_shape(lambda: Qwen3Model(cfg, opts, rngs=nnx.Rngs(0))))
 
 
 def last_token_index(attention_mask: jax.Array) -> jax.Array:

@@ -88,8 +88,19 @@ def rope_tables(cfg: Qwen3Config, seq_len: int, dtype: Any) -> tuple[jnp.ndarray
     return (jnp.cos(emb) * scaling).astype(dtype), (jnp.sin(emb) * scaling).astype(dtype)
 
 
+def rope_tables_at(cfg: Qwen3Config, positions: jnp.ndarray, dtype: Any) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """cos, sin [B, T, head_dim] at explicit positions [B, T] (packed rows restart at 0 per text);
+    the same float32 arithmetic as `rope_tables`, so a packed text matches its unpadded run."""
+    inv_freq, scaling = inverse_frequencies(cfg)
+    freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return (jnp.cos(emb) * scaling).astype(dtype), (jnp.sin(emb) * scaling).astype(dtype)
+
+
 def apply_rope(x: jnp.ndarray, cos: jnp.ndarray, sin: jnp.ndarray) -> jnp.ndarray:
-    """x [B, T, heads, head_dim]; the rotate-half convention of Hugging Face Qwen3."""
+    """x [B, T, heads, head_dim]; cos, sin [T, head_dim] or per row [B, T, head_dim]; the
+    rotate-half convention of Hugging Face Qwen3."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos[None, :, None, :] + rotated * sin[None, :, None, :]
+    cos, sin = (c[None, :, None, :] if c.ndim == 2 else c[:, :, None, :] for c in (cos, sin))
+    return x * cos + rotated * sin

@@ -4,25 +4,34 @@ Items are stored separately so that an export can restore the parameters alone (
 moments in host memory). Restores take the *current* mesh's shardings as targets, so a run can
 resume on a different mesh shape. A checkpoint that fails to restore or validate is reported,
 moved aside and skipped in favour of the previous one: never silently loaded.
+
+On disk: `params` (the parameter dict), `train` ({"opt_state", "step"}), `data` (the Grain
+iterator state) and `meta` (JSON); a `TrainState` is split into and rebuilt from these items.
+
+The directory may be a URL (`gs://bucket/run/checkpoints`): it reaches Orbax as an
+`etils.epath.Path`, unchanged. With several processes every call here is collective (all
+processes save and restore the same steps); Orbax writes each process's shards.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
-from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from f2jax import distributed
 from f2jax.config import CheckpointSection
 from f2jax.errors import F2JaxError
+from f2jax.train.paths import PathLike, absolute
+from f2jax.train.state import TrainState, abstract_like
+
+__all__ = ["CORRUPT_DIR", "CheckpointError", "Checkpointer", "Restored", "TrainState", "abstract_like"]
 
 log = logging.getLogger(__name__)
 CORRUPT_DIR = "corrupt"  # sibling of the step directories; orbax ignores non-integer names
@@ -37,16 +46,9 @@ class CheckpointError(F2JaxError, RuntimeError):
 @dataclasses.dataclass
 class Restored:
     step: int
-    state: dict[str, Any]  # {"params", "opt_state", "step"} on the target shardings
+    state: TrainState  # on the target's shardings; opt_state/step None for a params-only target
     data: dict[str, Any]  # the Grain iterator state
     meta: dict[str, Any]  # {"step", "seeds", "config", "saved_at"}
-
-
-def abstract_like(tree: Any, shardings: Any) -> Any:
-    """ShapeDtypeStructs carrying the target shardings (the restore targets)."""
-    return jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
-    )
 
 
 def preservation(cfg: CheckpointSection) -> pp.PreservationPolicy:
@@ -72,12 +74,12 @@ class Checkpointer:
 
     def __init__(
         self,
-        directory: str | Path,
+        directory: PathLike,
         cfg: CheckpointSection | None = None,
         *,
         read_only: bool = False,
     ):
-        self.directory = Path(directory).absolute()
+        self.directory = absolute(directory)  # an epath: gs:// URLs stay URLs
         self.cfg = cfg or CheckpointSection()
         options = ocp.CheckpointManagerOptions(
             preservation_policy=preservation(self.cfg),
@@ -88,12 +90,13 @@ class Checkpointer:
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self.last_blocked_s = 0.0  # time the caller was blocked by the last save
+        self._barriers = 0
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
     def save(
-        self, step: int, state: dict[str, Any], data_state: dict[str, Any], meta: dict[str, Any]
+        self, step: int, state: TrainState, data_state: dict[str, Any], meta: dict[str, Any]
     ) -> None:
         """Start saving `step` (in the background when async); raises any earlier save's error."""
         start = time.perf_counter()
@@ -102,8 +105,8 @@ class Checkpointer:
             log.info("checkpoint step %d already exists; not saving it again", step)
             return
         args = ocp.args.Composite(
-            params=ocp.args.StandardSave(state["params"]),
-            train=ocp.args.StandardSave({"opt_state": state["opt_state"], "step": state["step"]}),
+            params=ocp.args.StandardSave(state.params),
+            train=ocp.args.StandardSave(_train_item(state)),
             data=ocp.args.JsonSave(data_state),
             meta=ocp.args.JsonSave({**meta, "step": step, "saved_at": time.time()}),
         )
@@ -146,13 +149,13 @@ class Checkpointer:
         finally:
             self.manager.close()
 
-    def _restore(self, step: int, abstract_state: dict[str, Any] | None) -> dict[str, Any]:
+    def _restore(self, step: int, target: TrainState | None) -> Restored:
         items: dict[str, Any] = {"meta": ocp.args.JsonRestore()}
-        if abstract_state is not None:
-            items["params"] = ocp.args.StandardRestore(abstract_state["params"])
-            if "opt_state" in abstract_state:
-                train = {"opt_state": abstract_state["opt_state"], "step": abstract_state["step"]}
-                items["train"] = ocp.args.StandardRestore(train)
+        full = target is not None and target.opt_state is not None
+        if target is not None:
+            items["params"] = ocp.args.StandardRestore(target.params)
+            if full:
+                items["train"] = ocp.args.StandardRestore(_train_item(target))
                 items["data"] = ocp.args.JsonRestore()
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         meta = restored["meta"]
@@ -160,30 +163,26 @@ class Checkpointer:
             raise CheckpointError(
                 f"metadata names step {meta.get('step') if isinstance(meta, dict) else meta!r}"
             )
-        out = {"meta": meta}
-        if abstract_state is not None:
-            out["params"] = restored["params"]
-            _check_tree(out["params"], abstract_state["params"], "params")
-            if "opt_state" in abstract_state:
-                train = restored["train"]
-                _check_tree(
-                    train,
-                    {"opt_state": abstract_state["opt_state"], "step": abstract_state["step"]},
-                    "train",
-                )
-                if int(train["step"]) != step:
-                    raise CheckpointError(f"optimiser step counter {int(train['step'])} != {step}")
-                out.update(train, data=restored["data"])
-            if not bool(_all_finite(out["params"])):
-                raise CheckpointError("non-finite parameters")
-        return out
+        if target is None:
+            return Restored(step, TrainState(params=None), {}, meta)
+        params = restored["params"]
+        _check_tree(params, target.params, "params")
+        state, data = TrainState(params=params), {}
+        if full:
+            train = restored["train"]
+            _check_tree(train, _train_item(target), "train")
+            if int(train["step"]) != step:
+                raise CheckpointError(f"optimiser step counter {int(train['step'])} != {step}")
+            state = TrainState(params=params, opt_state=train["opt_state"], step=train["step"])
+            data = restored["data"]
+        if not bool(_all_finite(params)):
+            raise CheckpointError("non-finite parameters")
+        return Restored(step, state, data, meta)
 
-    def restore(
-        self, abstract_state: dict[str, Any] | None, step: int | None = None
-    ) -> Restored | None:
-        """The newest valid checkpoint (or exactly `step`), restored onto `abstract_state`'s
-        shardings; None when there is none. `abstract_state` without "opt_state" restores the
-        parameters only."""
+    def restore(self, target: TrainState | None, step: int | None = None) -> Restored | None:
+        """The newest valid checkpoint (or exactly `step`), restored onto `target`'s shardings
+        (see `abstract_like`); None when there is none. A target without `opt_state` restores
+        the parameters only; target None reads the metadata only."""
         self.wait()
         steps = self.steps()
         if step is not None:
@@ -191,15 +190,12 @@ class Checkpointer:
                 raise CheckpointError(
                     f"no checkpoint step {step} in {self.directory} (have {steps})"
                 )
-            out = self._restore(step, abstract_state)
-            return Restored(step, _state_of(out), out.get("data", {}), out["meta"])
+            return self._restore(step, target)
         for candidate in reversed(steps):
             try:
-                out = self._restore(candidate, abstract_state)
+                return self._restore(candidate, target)
             except Exception as err:  # any failure means: do not trust this checkpoint
                 self._set_aside(candidate, err)
-                continue
-            return Restored(candidate, _state_of(out), out.get("data", {}), out["meta"])
         return None
 
     def _set_aside(self, step: int, err: Exception) -> None:
@@ -216,14 +212,15 @@ class Checkpointer:
         )
         if jax.process_index() == 0 and path.exists() and not self.manager._options.read_only:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), str(target))
-        if jax.process_count() > 1:
-            multihost_utils.sync_global_processes(f"f2jax_ckpt_set_aside_{step}")
+            path.rename(target)
+        self._barriers += 1  # the same sequence on every process: unique, matching names
+        distributed.barrier(f"f2jax_ckpt_set_aside_{step}_{self._barriers}", timeout_s=600)
         self.manager.reload()
 
 
-def _state_of(out: dict[str, Any]) -> dict[str, Any]:
-    return {k: out[k] for k in ("params", "opt_state", "step") if k in out}
+def _train_item(state: TrainState) -> dict[str, Any]:
+    """The `train` item's layout on disk (unchanged since the first checkpoints)."""
+    return {"opt_state": state.opt_state, "step": state.step}
 
 
 def _check_tree(got: Any, want: Any, name: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,11 +26,17 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from f2jax.distributed import ensure_cpu_collective_threads
+
+    ensure_cpu_collective_threads()  # before JAX starts its CPU backend (simulated devices)
     if args.distributed:
         import logging
 
         from f2jax import distributed
 
+        known_id = args.process_id if args.process_id is not None else os.environ.get(distributed.ENV_PROCESS_ID)
+        if known_id not in (None, "", 0, "0"):  # quiet from the start (before joining) where known
+            logging.getLogger().setLevel(logging.WARNING)
         pg = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                                     init_timeout_s=args.init_timeout, heartbeat_timeout_s=args.heartbeat_timeout)
         if pg.process_id != 0:  # one process speaks; the others report warnings and errors only
@@ -46,10 +52,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from f2jax.config import load_config
+    from f2jax.train.paths import default_run_dir
     from f2jax.train.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
-    run_dir = Path(args.run_dir or Path("runs") / Path(args.config).stem)
+    run_dir = default_run_dir(args.run_dir, args.config)  # gs:// URLs stay URLs
     trainer = Trainer(cfg, run_dir)
     try:
         trainer.train()
@@ -58,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"preempted: checkpoint step {steps[-1] if steps else '?'} saved in "
                   f"{trainer.checkpointer.directory}; rerun the same command to resume")
             return 0
-        out = trainer.export(args.export or run_dir / "export")
+        out = trainer.export(args.export or os.fspath(run_dir / "export"))
         print(f"model written to {out}")
     finally:
         trainer.close()

@@ -14,11 +14,13 @@ from flax import nnx
 
 from f2jax.config import RunConfig, config_from_dict
 from f2jax.encode import Encoder
-from f2jax.model.qwen3 import Qwen3Model
+from f2jax.model.qwen3 import abstract_model
 from f2jax.sharding import make_mesh, param_shardings
 from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
-from f2jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
+from f2jax.train.checkpoint import Checkpointer, CheckpointError
+from f2jax.train.paths import PathLike, checkpoint_dir
+from f2jax.train.state import TrainState, abstract_like
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,9 @@ def checkpoint_config(checkpointer: Checkpointer, step: int | None) -> tuple[int
     return restored.step, config_from_dict(restored.meta["config"])
 
 
-def encoder_from_checkpoint(run_dir: str | Path, step: int | None = None) -> tuple[int, Encoder]:
+def encoder_from_checkpoint(run_dir: PathLike, step: int | None = None) -> tuple[int, Encoder]:
     """(step, an Encoder over that checkpoint's parameters); default: the newest valid step."""
-    checkpointer = Checkpointer(Path(run_dir) / "checkpoints", read_only=True)
+    checkpointer = Checkpointer(checkpoint_dir(run_dir), read_only=True)
     try:
         if not checkpointer.steps():
             raise CheckpointError(f"{run_dir}: no checkpoints in {checkpointer.directory}")
@@ -42,19 +44,18 @@ def encoder_from_checkpoint(run_dir: str | Path, step: int | None = None) -> tup
         qcfg = setup.model_config(cfg, vocab_size=len(tokenizer))
         opts = setup.model_options(cfg.model, "model")
         mesh = make_mesh(1, -1, 1)
-        abstract = nnx.eval_shape(lambda: Qwen3Model(qcfg, opts, rngs=nnx.Rngs(0)))
-        graphdef, abstract_state = nnx.split(abstract)
+        graphdef, abstract_state = abstract_model(qcfg, opts)
         shapes = nnx.to_pure_dict(abstract_state)
-        target = abstract_like(shapes, param_shardings(shapes, mesh))
-        restored = checkpointer.restore({"params": target}, step=step)
-        model = nnx.merge(graphdef, restored.state["params"])
+        target = TrainState(params=abstract_like(shapes, param_shardings(abstract_state, mesh)))
+        restored = checkpointer.restore(target, step=step)
+        model = nnx.merge(graphdef, restored.state.params)
     finally:
         checkpointer.manager.close()
     return step, Encoder(model, tokenizer, max_length=cfg.data.max_length, mesh=mesh)
 
 
 def export_checkpoint(
-    run_dir: str | Path, out_dir: str | Path, step: int | None = None
+    run_dir: PathLike, out_dir: str | Path, step: int | None = None
 ) -> tuple[int, Path]:
     """Write step `step` (default: the newest valid one) of `run_dir` to `out_dir`."""
     step, encoder = encoder_from_checkpoint(run_dir, step)

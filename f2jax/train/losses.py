@@ -1,9 +1,10 @@
 """Losses of the F2LLM-v2 recipe: in-batch and hard-negative InfoNCE with Matryoshka, and KD.
 
-All functions are pure `jnp`, compute in float32 whatever the input dtype (bf16 logits divided
+All losses are pure `jnp`, compute in float32 whatever the input dtype (bf16 logits divided
 by a temperature of 0.05 lose too much precision), and return float32 scalars. `mrl_dims`,
 `temperature`, `passage_gradient` and `num_shards` are Python values: close over them (or mark
-them static) when jitting.
+them static) when jitting. L2 normalisation has its one home here: `l2_normalize` (jax) and
+`normalize_rows` (NumPy, for host-side vectors), with the same eps.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "distill_loss",
@@ -21,6 +23,7 @@ __all__ = [
     "l2_normalize",
     "mrl_dims",
     "mrl_weights",
+    "normalize_rows",
 ]
 
 # Same rule as torch.nn.functional.normalize: x / max(|x|, eps).
@@ -57,6 +60,11 @@ def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
     """x / max(|x|, eps); the max sits under the sqrt so zero vectors give 0, not NaN grads."""
     sq = jnp.sum(x * x, axis=axis, keepdims=True)
     return x * jax.lax.rsqrt(jnp.maximum(sq, NORM_EPS * NORM_EPS))
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """NumPy x / max(|x|, eps) along the last axis, in x's dtype (host-side vectors)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), NORM_EPS)
 
 
 def _dims_and_weights(dims: Sequence[int] | None, width: int) -> list[tuple[int, float]]:

@@ -1,13 +1,19 @@
-"""Where run metrics go: metrics.jsonl (one JSON object per logged step) and TensorBoard."""
+"""Where run metrics go: metrics.jsonl (one JSON object per logged step) and TensorBoard.
+
+The run directory may be a URL (`gs://bucket/run`): paths are `etils.epath` paths, never
+`pathlib.Path`, and TensorBoard gets the URL string as is (tensorboardX writes to gs:// when
+gcsfs / tensorflow-io is installed).
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import os
 from typing import Any
 
 from f2jax.errors import F2JaxError
+from f2jax.train.paths import PathLike, as_path
 
 
 class NonFiniteLossError(F2JaxError, FloatingPointError):
@@ -26,14 +32,15 @@ def check_finite(step: int, source: str, metrics: dict[str, float]) -> None:
 class MetricsWriter:
     """Appends to run_dir/metrics.jsonl and writes TensorBoard scalars (process 0 only)."""
 
-    def __init__(self, run_dir: Path, enabled: bool = True):
+    def __init__(self, run_dir: PathLike, enabled: bool = True):
         self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
+        self.path = as_path(run_dir) / "metrics.jsonl"
+        self.tensorboard_dir = os.fspath(as_path(run_dir) / "tensorboard")
         self._tb = None
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+            self._tb = SummaryWriter(self.tensorboard_dir)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -53,6 +60,6 @@ class MetricsWriter:
             self._tb.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
+    path = as_path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from f2jax.config import ConfigError
+from f2jax.train.paths import PathLike, as_path
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,11 @@ def config_differences(
     return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
 
 
-def check_run_dir_config(run_dir: Path, current: dict[str, Any], has_checkpoints: bool,
+def check_run_dir_config(run_dir: PathLike, current: dict[str, Any], has_checkpoints: bool,
                          allow_change: bool) -> None:
     """Refuse to resume a run directory whose checkpoints belong to another config (before its
     config.yaml is overwritten), unless `checkpoint.allow_config_change` says so."""
-    stored_file = run_dir / "config.yaml"
+    stored_file = as_path(run_dir) / "config.yaml"
     if allow_change or not has_checkpoints or not stored_file.exists():
         return
     stored = yaml.safe_load(stored_file.read_text()) or {}
@@ -83,8 +83,9 @@ def warn_config_changes(
     return diff
 
 
-def truncate_metrics(path: Path, step: int) -> int:
+def truncate_metrics(path: PathLike, step: int) -> int:
     """Drop records with step > `step` (and a line cut by a crash); returns how many."""
+    path = as_path(path)
     if not path.exists():
         return 0
     kept, dropped = [], 0

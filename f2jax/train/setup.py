@@ -14,12 +14,14 @@ from typing import Any
 import jax
 from flax import nnx
 
+from f2jax import distributed
 from f2jax.config import ConfigError, ModelRuntime, RunConfig
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
-from f2jax.model.qwen3 import ModelOptions, Qwen3Model
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model, abstract_model
 from f2jax.sharding import MeshError, make_mesh, param_shardings
 from f2jax.train.losses import mrl_dims as default_mrl_dims
+from f2jax.train.paths import PathLike, is_url
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +110,30 @@ def check_static(cfg: RunConfig) -> None:
     model_options(cfg.teacher, "teacher")
 
 
-def prepare_data(cfg: RunConfig, run_dir: Path, tokenizer_dir: Path | None) -> Path:
-    """The tokenised data directory, tokenising `data.raw` first when needed."""
-    out = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
-    if (out / "meta.json").exists() or cfg.data.raw is None:
+def prepare_data(cfg: RunConfig, run_dir: PathLike, tokenizer_dir: Path | None) -> Path:
+    """The tokenised data directory, tokenising `data.raw` first when needed: process 0 alone
+    tokenises, the others wait for it (a coordination-service barrier, no device work), so the
+    directory must be shared by all processes."""
+    if cfg.data.path:
+        out = Path(cfg.data.path)
+    elif is_url(run_dir):
+        raise ConfigError(f"data.raw: cannot tokenise into the URL run directory {run_dir}; tokenise "
+                          "first (`f2jax data tokenize`) and set data.path")
+    else:
+        out = Path(run_dir) / "data"
+    if cfg.data.raw is None:
         return out
-    from f2jax.data import demo_data_dir, tokenize_sources
+    if jax.process_index() == 0 and not (out / "meta.json").exists():
+        from f2jax.data import demo_data_dir, tokenize_sources
 
-    raw = demo_data_dir() if cfg.data.raw == "demo" else Path(cfg.data.raw)
-    log.info("tokenising %s into %s", raw, out)
-    if jax.process_index() == 0:
+        raw = demo_data_dir() if cfg.data.raw == "demo" else Path(cfg.data.raw)
+        log.info("tokenising %s into %s", raw, out)
         tokenize_sources(raw, out, tokenizer_dir=tokenizer_dir, max_length=cfg.data.max_length,
                          negatives=cfg.data.negatives)
+    distributed.barrier("f2jax_prepare_data")  # every process, whether or not it was needed
+    if not (out / "meta.json").exists():
+        raise ConfigError(f"data.raw: process 0 tokenised into {out}, which process {jax.process_index()} "
+                          "cannot see: a multi-host run needs a shared run directory, or set data.path")
     return out
 
 
@@ -138,9 +152,8 @@ def build_params(qcfg: Qwen3Config, opts: ModelOptions, mesh: jax.sharding.Mesh,
         model = load_model(path, opts, mesh=mesh, config=qcfg)
         graphdef, state = nnx.split(model)
         return graphdef, nnx.to_pure_dict(state)
-    abstract = nnx.eval_shape(lambda: Qwen3Model(qcfg, opts, rngs=nnx.Rngs(seed)))
-    graphdef, abstract_state = nnx.split(abstract)
-    shardings = param_shardings(nnx.to_pure_dict(abstract_state), mesh)
+    graphdef, abstract_state = abstract_model(qcfg, opts)
+    shardings = param_shardings(abstract_state, mesh)
 
     def init() -> dict[str, Any]:
         return nnx.to_pure_dict(nnx.state(Qwen3Model(qcfg, opts, rngs=nnx.Rngs(seed))))
@@ -160,11 +173,11 @@ def check_teacher(cfg: RunConfig, student: Qwen3Config) -> Qwen3Config | None:
     return teacher
 
 
-def check_teacher_embeddings(cfg: RunConfig, data_dir: Path, student: Qwen3Config) -> dict[str, Any] | None:
-    """With `teacher.embeddings`, the stored teacher folder's meta (checked against the data and
-    the student); else None."""
+def check_teacher_embeddings(cfg: RunConfig, data_dir: Path, student: Qwen3Config) -> None:
+    """With `teacher.embeddings`, check the stored teacher folder against the data and the
+    student now, with the config key named, rather than at the first batch."""
     if not cfg.teacher.embeddings:
-        return None
+        return
     from f2jax.data.teacher import TEACHER_DIR, read_teacher_meta
 
     try:
@@ -184,7 +197,6 @@ def check_teacher_embeddings(cfg: RunConfig, data_dir: Path, student: Qwen3Confi
     if missing:
         raise ConfigError(f"teacher.embeddings: no stored vectors for {missing} (data.instructions="
                           f"{cfg.data.instructions}); rerun `f2jax data teacher-embed`")
-    return meta
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -5,27 +5,32 @@ computed without a graph, the loss and its gradient w.r.t. the embeddings are ta
 WHOLE batch (so the in-batch loss still sees every passage), then each micro-batch is
 recomputed and back-propagated against its slice of those gradients. The result equals one
 big-batch step while holding activations of one micro-batch only.
+
+`compile_step` lowers and compiles either step ahead of time from a `StepProgram` (abstract,
+sharded state: nothing allocated), for the Trainer and for the step-memory benchmark alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
-from f2jax.model.qwen3 import last_token_pool
-from f2jax.train.losses import distill_loss, hard_negative_loss, inbatch_loss
+from f2jax.data.batch import Batch, PackedBatch
+from f2jax.encode import pooled
+from f2jax.sharding import batch_sharding
+from f2jax.train.losses import distill_loss, hard_negative_loss, inbatch_loss, l2_normalize
+from f2jax.train.state import TrainState
 
+log = logging.getLogger(__name__)
 Params = Any
-Batch = dict[str, jax.Array]
-ARRAY_KEYS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "negative_ids", "negative_mask")
-# Precomputed teacher vectors ([b, Ht], [b, Ht], [b, K, Ht]); when a batch carries them and no
-# co-hosted teacher is given, they are the teacher reps.
-TEACHER_KEYS = ("teacher_query", "teacher_passage", "teacher_negative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,19 +44,26 @@ class LossSpec:
     grad_accum: int = 1
 
 
-def pooled(graphdef: nnx.GraphDef, params: Params, ids: jax.Array, mask: jax.Array) -> jax.Array:
-    """Raw (un-normalised) last-token states in float32."""
-    hidden = nnx.merge(graphdef, params)(ids, mask)
-    return last_token_pool(hidden, mask).astype(jnp.float32)
+def encode_packed(graphdef: nnx.GraphDef, params: Params, batch: PackedBatch) -> tuple[jax.Array, ...]:
+    """One forward over the packed rows, then each text's last token gathered at (row, column)."""
+    hidden = nnx.merge(graphdef, params)(batch.ids, None, segment_ids=batch.segment_ids,
+                                         positions=batch.positions)
+
+    def gather(index: jax.Array) -> jax.Array:
+        return hidden[index[..., 0], index[..., 1]].astype(jnp.float32)
+
+    return gather(batch.query_index), gather(batch.passage_index), gather(batch.negative_index)
 
 
-def encode_batch(graphdef: nnx.GraphDef, params: Params, batch: Batch) -> tuple[jax.Array, ...]:
-    """(queries [b, H], positives [b, H], negatives [b, K, H])."""
-    q = pooled(graphdef, params, batch["query_ids"], batch["query_mask"])
-    p = pooled(graphdef, params, batch["passage_ids"], batch["passage_mask"])
-    b, k, length = batch["negative_ids"].shape
-    n = pooled(graphdef, params, batch["negative_ids"].reshape(b * k, length),
-               batch["negative_mask"].reshape(b * k, length))
+def encode_batch(graphdef: nnx.GraphDef, params: Params, batch: Batch | PackedBatch) -> tuple[jax.Array, ...]:
+    """(queries [b, H], positives [b, H], negatives [b, K, H]), padded or packed alike."""
+    if isinstance(batch, PackedBatch):
+        return encode_packed(graphdef, params, batch)
+    q = pooled(graphdef, params, batch.query_ids, batch.query_mask)
+    p = pooled(graphdef, params, batch.passage_ids, batch.passage_mask)
+    b, k, length = batch.negative_ids.shape
+    n = pooled(graphdef, params, batch.negative_ids.reshape(b * k, length),
+               batch.negative_mask.reshape(b * k, length))
     return q, p, n.reshape(b, k, -1)
 
 
@@ -70,9 +82,9 @@ def objective(reps: tuple[jax.Array, ...], teacher_reps: tuple[jax.Array, ...] |
     return total, {"loss": total, "loss_inbatch": ib, "loss_hard": hard, "loss_kd": kd}
 
 
-def _micro(batch: Batch, k: int) -> Batch:
+def _micro(tree: Any, k: int) -> Any:
     """[B, ...] -> [k, B/k, ...] with strided rows, so every device keeps its share of each."""
-    return {key: v.reshape(v.shape[0] // k, k, *v.shape[1:]).swapaxes(0, 1) for key, v in batch.items()}
+    return jax.tree.map(lambda v: v.reshape(v.shape[0] // k, k, *v.shape[1:]).swapaxes(0, 1), tree)
 
 
 def _flatten(tree: Any) -> Any:
@@ -83,21 +95,16 @@ def _unflatten(tree: Any, k: int) -> Any:
     return jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), tree)
 
 
-def batch_keys(batch: dict[str, Any]) -> tuple[str, ...]:
-    """The array keys a step takes from `batch`: ARRAY_KEYS, plus TEACHER_KEYS when present."""
-    return (*ARRAY_KEYS, *(key for key in TEACHER_KEYS if key in batch))
-
-
 def teacher_reps(teacher: tuple[nnx.GraphDef, Params] | None, batch: Batch, k: int) -> Any:
     """Teacher (q, p, n) in the order of the student reps: a co-hosted teacher's forward pass,
     else the batch's stored vectors, else None. With k > 1 micro-batches the rows follow the
     same `_micro`/`_flatten` order as the GradCache student reps."""
     if teacher is None:
-        if TEACHER_KEYS[0] not in batch:
+        if batch.teacher is None:
             return None
-        stored = tuple(batch[key].astype(jnp.float32) for key in TEACHER_KEYS)
+        stored = tuple(x.astype(jnp.float32) for x in batch.teacher)
         if k > 1:
-            stored = _flatten(tuple(_micro({"x": x}, k)["x"] for x in stored))
+            stored = _flatten(_micro(stored, k))
         return jax.lax.stop_gradient(stored)
     graphdef, params = teacher
     if k == 1:
@@ -109,8 +116,11 @@ def teacher_reps(teacher: tuple[nnx.GraphDef, Params] | None, batch: Batch, k: i
 def loss_and_grads(graphdef: nnx.GraphDef, params: Params, batch: Batch, teacher: Any,
                    spec: LossSpec, inbatch: bool) -> tuple[dict[str, jax.Array], Params]:
     k = spec.grad_accum
+    if k > 1 and isinstance(batch, PackedBatch):
+        raise ValueError("train.grad_accum > 1 (GradCache) cannot split packed batches; use "
+                         "data.packing=false or train.grad_accum=1")
     t_reps = teacher_reps(teacher, batch, k)
-    batch = {key: v for key, v in batch.items() if key not in TEACHER_KEYS}
+    batch = batch.without_teacher()
     if k == 1:
         def loss_fn(prm: Params) -> tuple[jax.Array, dict[str, jax.Array]]:
             return objective(encode_batch(graphdef, prm, batch), t_reps, spec, inbatch)
@@ -132,20 +142,20 @@ def loss_and_grads(graphdef: nnx.GraphDef, params: Params, batch: Batch, teacher
     return metrics, grads
 
 
-def train_step(state: dict[str, Any], batch: Batch, teacher: Any, *, graphdef: nnx.GraphDef,
+def train_step(state: TrainState, batch: Batch, teacher: Any, *, graphdef: nnx.GraphDef,
                tx: optax.GradientTransformation, spec: LossSpec, inbatch: bool
-               ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
-    """One optimiser update; `state` = {params, opt_state, step}."""
-    metrics, grads = loss_and_grads(graphdef, state["params"], batch, teacher, spec, inbatch)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser update."""
+    metrics, grads = loss_and_grads(graphdef, state.params, batch, teacher, spec, inbatch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
-    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+    return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
 
 def retrieval_accuracy(reps: tuple[jax.Array, ...], inbatch: bool) -> dict[str, jax.Array]:
     """Top-1 accuracy at full width: positive vs own hard negatives, and vs every batch passage."""
-    q, p, n = (r / jnp.linalg.norm(r, axis=-1, keepdims=True).clip(1e-12) for r in reps)
+    q, p, n = (l2_normalize(r) for r in reps)
     cands = jnp.concatenate([p[:, None], n], axis=1)
     out = {"acc_hard": jnp.mean(jnp.argmax(jnp.einsum("bd,bkd->bk", q, cands), axis=-1) == 0)}
     if inbatch:
@@ -159,3 +169,76 @@ def eval_step(params: Params, batch: Batch, teacher: Any, *, graphdef: nnx.Graph
     reps = encode_batch(graphdef, params, batch)
     metrics = objective(reps, teacher_reps(teacher, batch, 1), spec, inbatch)[1]
     return {**metrics, **retrieval_accuracy(reps, inbatch)}, reps
+
+
+@dataclasses.dataclass(frozen=True)
+class StepProgram:
+    """What the steps compile from: model graph, optimiser, loss settings, and the abstract
+    sharded train state (and co-hosted teacher parameters) they run on."""
+
+    mesh: Mesh
+    graphdef: nnx.GraphDef
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    loss: LossSpec
+    state: TrainState  # ShapeDtypeStructs carrying their shardings
+    teacher_graphdef: nnx.GraphDef | None = None
+    teacher: Any = None  # the teacher's parameters (arrays or ShapeDtypeStructs with shardings)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledStep:
+    fn: jax.stages.Compiled
+    lower_s: float
+    compile_s: float
+
+
+def _shardings(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x.sharding, tree)
+
+
+def compile_step(program: StepProgram, kind: str, shapes: Batch, inbatch: bool) -> CompiledStep:
+    """Lower and compile the 'train' step (state, batch, teacher) -> (state, metrics + lr) or the
+    'eval' step (params, batch, teacher) -> (metrics, reps) for these batch shapes; logs the
+    compiled memory per device. `shapes` may hold arrays or ShapeDtypeStructs."""
+    if kind not in ("train", "eval"):
+        raise ValueError(f"kind must be 'train' or 'eval', got {kind!r}")
+    batch_sh = jax.tree.map(lambda x: batch_sharding(program.mesh, x.ndim), shapes)
+    batch = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, batch_sh)
+    teacher_sh = None if program.teacher is None else _shardings(program.teacher)
+    tgraph = program.teacher_graphdef
+
+    def teacher_of(params: Any) -> Any:
+        return None if tgraph is None else (tgraph, params)
+
+    state_sh = _shardings(program.state)
+    if kind == "train":
+        def train_fn(state: TrainState, b: Batch, tparams: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+            new_state, metrics = train_step(state, b, teacher_of(tparams), graphdef=program.graphdef,
+                                            tx=program.tx, spec=program.loss, inbatch=inbatch)
+            return new_state, {**metrics, "lr": program.schedule(state.step)}
+
+        jitted = jax.jit(train_fn, in_shardings=(state_sh, batch_sh, teacher_sh),
+                         out_shardings=(state_sh, None), donate_argnums=0)
+        args = (program.state, batch, program.teacher)
+    else:
+        def eval_fn(params: Params, b: Batch, tparams: Any) -> tuple[dict[str, jax.Array], tuple[jax.Array, ...]]:
+            return eval_step(params, b, teacher_of(tparams), graphdef=program.graphdef, spec=program.loss,
+                             inbatch=inbatch)
+
+        jitted = jax.jit(eval_fn, in_shardings=(state_sh.params, batch_sh, teacher_sh))
+        args = (program.state.params, batch, program.teacher)
+    start = time.perf_counter()
+    with jax.set_mesh(program.mesh):  # the model pins activations to batch sharding
+        lowered = jitted.lower(*args)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    done = time.perf_counter()
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        total = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                 + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+        log.info("compiled %s step %s in %.1fs: %.1f MiB per device (args %.1f, temp %.1f)",
+                 kind, [x.shape for x in jax.tree.leaves(batch)], done - start, total / 2**20,
+                 mem.argument_size_in_bytes / 2**20, mem.temp_size_in_bytes / 2**20)
+    return CompiledStep(compiled, lower_s=lowered_at - start, compile_s=done - lowered_at)

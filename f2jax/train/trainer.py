@@ -1,13 +1,14 @@
 """The training loop: batches in, jitted steps, metrics out, validation every N steps.
 
-Steps are compiled ahead of time per (task kind, batch shapes) and cached; the first compile
-of each logs the compiled memory per device. Metrics of step n are fetched after step n+1 has
-been dispatched, so the host never idles the device while checking for NaN.
+The fixed pieces come from `build_run` (f2jax.train.run); steps are compiled ahead of time by
+`compile_step` per (task kind, in-batch flag, batch shapes) and cached. Metrics of step n are
+fetched after step n+1 has been dispatched, so the host never idles the device while checking
+for NaN.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -15,181 +16,93 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
+import yaml
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from f2jax.config import RunConfig, dump_config
-from f2jax.data.pipeline import ARRAY_KEYS as DATA_ARRAY_KEYS
-from f2jax.data.pipeline import TEACHER_KEYS as DATA_TEACHER_KEYS
-from f2jax.data.pipeline import make_dataset, to_global
+from f2jax.config import RunConfig
+from f2jax.data.batch import Batch, HostBatch
+from f2jax.data.pipeline import to_global
 from f2jax.encode import Encoder
 from f2jax.hf.export import to_host
-from f2jax.sharding import activation_sharding, batch_sharding, param_shardings
-from f2jax.tokenizer import load_tokenizer
-from f2jax.train import setup
-from f2jax.train.checkpoint import Checkpointer, abstract_like
+from f2jax.train.checkpoint import Checkpointer
 from f2jax.train.metrics import MetricsWriter, check_finite
-from f2jax.train.optim import make_optimizer, make_schedule, run_warmup_steps
+from f2jax.train.paths import PathLike, checkpoint_dir
 from f2jax.train.preemption import PreemptionWatch
-from f2jax.train.resume import check_run_dir_config, truncate_metrics, warn_config_changes
+from f2jax.train.resume import truncate_metrics, warn_config_changes
 from f2jax.train.retrieval_eval import RetrievalAccumulator
-from f2jax.train.state import init_state, state_shardings
-from f2jax.train.step import LossSpec, batch_keys, eval_step, train_step
+from f2jax.train.run import Run, build_run
+from f2jax.train.state import TrainState
+from f2jax.train.step import CompiledStep, compile_step
 
 log = logging.getLogger(__name__)
 
 
-def _token_counts(batch: dict[str, Any]) -> tuple[int, int]:
-    """(real, padded) tokens of this process's slice."""
-    masks = [batch[k] for k in ("query_mask", "passage_mask", "negative_mask")]
-    return int(sum(m.sum() for m in masks)), int(sum(m.size for m in masks))
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """A dispatched step whose metrics are not yet fetched."""
+
+    step: int
+    batch: HostBatch
+    metrics: dict[str, jax.Array]
+    tokens: tuple[int, int]  # (real, padded) tokens of this process's rows
 
 
 class Trainer:
-    """Builds a run from a `RunConfig` and trains it; see `f2jax train --help`."""
+    """Trains the `Run` of a `RunConfig`; see `f2jax train --help`."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        setup.check_static(cfg)
-        self.cfg, self.run_dir = cfg, Path(run_dir)
-        ckpt_dir = self.run_dir / "checkpoints"
-        has_checkpoints = ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
-        check_run_dir_config(self.run_dir, cfg.to_dict(), has_checkpoints, cfg.checkpoint.allow_config_change)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.mesh = setup.build_mesh(cfg)
-        tok_dir = setup.tokenizer_dir(cfg)
-        self.tokenizer = load_tokenizer(tok_dir)
-        self.model_config = setup.model_config(cfg, vocab_size=len(self.tokenizer))
-        self.mrl_dims = setup.resolve_mrl_dims(cfg, self.model_config.hidden_size)
-        teacher_config = setup.check_teacher(cfg, self.model_config)
-        self.data_dir = setup.prepare_data(cfg, self.run_dir, tok_dir)
-        setup.check_teacher_embeddings(cfg, self.data_dir, self.model_config)
-        self.dataset = self._dataset("train")
-        steps_per_epoch = self.dataset.steps_per_epoch
-        self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
-        self.schedule = make_schedule(cfg.train.schedule, peak_lr=cfg.train.lr,
-                                      warmup_steps=run_warmup_steps(cfg.train.warmup_steps, self.total_steps),
-                                      total_steps=self.total_steps, min_lr=cfg.train.min_lr)
-        self.tx = make_optimizer(self.schedule, b1=cfg.train.b1, b2=cfg.train.b2,
-                                 weight_decay=cfg.train.weight_decay, clip_norm=cfg.train.clip_norm)
-        self.opts = setup.model_options(cfg.model, "model")
-        self.graphdef, params = setup.build_params(self.model_config, self.opts, self.mesh,
-                                                   path=cfg.model.path, seed=cfg.model.init_seed)
-        shardings = state_shardings(params, param_shardings(params, self.mesh), self.tx, self.mesh)
-        self.state_shardings = shardings
-        self.state = init_state(params, self.tx, shardings)
-        self.teacher_graphdef, self.teacher_params = None, None
-        if teacher_config is not None:
-            topts = setup.model_options(cfg.teacher, "teacher")
-            self.teacher_graphdef, self.teacher_params = setup.build_params(
-                teacher_config, topts, self.mesh, path=cfg.teacher.path, seed=0)
-        self.spec = LossSpec(temperature=cfg.train.temperature, mrl_dims=self.mrl_dims,
-                             passage_gradient=cfg.train.inbatch_passage_gradient,
-                             kd_weight=cfg.teacher.weight, grad_accum=cfg.train.grad_accum)
-        self._compiled: dict[Any, Any] = {}
+    def __init__(self, cfg: RunConfig, run_dir: PathLike):
+        self.run: Run = build_run(cfg, run_dir)
+        self.cfg, self.run_dir = cfg, self.run.run_dir
+        self.state: TrainState = self.run.init_state()
+        self._compiled: dict[Any, CompiledStep] = {}
+        # one writer for the run: process 0 (the others log warnings and errors only)
         self.writer = MetricsWriter(self.run_dir, enabled=jax.process_index() == 0)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", cfg.checkpoint)
+        self.checkpointer = Checkpointer(checkpoint_dir(self.run_dir), cfg.checkpoint)  # collective
         self.preempted = False  # set when a SIGTERM/preemption notice stopped train() early
-        if jax.process_index() == 0:
-            dump_config(cfg, self.run_dir / "config.yaml")
-        log.info("run %s: %d steps (%d per epoch), mesh %s, model %.1fM parameters", self.run_dir,
-                 self.total_steps, steps_per_epoch, dict(self.mesh.shape),
-                 self.model_config.num_params() / 1e6)
+        if jax.process_index() == 0:  # epath: a gs:// run directory stays a URL
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
-    def _dataset(self, split: str) -> Any:
-        d = self.cfg.data
-        return make_dataset(self.data_dir, global_batch_size=d.global_batch_size, seed=self.cfg.train.seed,
-                            max_length=d.max_length, buckets=d.buckets, negatives=d.negatives,
-                            split=split, instructions=d.instructions, holdout=d.holdout,
-                            max_rows_per_source=d.max_rows_per_source,
-                            teacher_embeddings=self.cfg.teacher.embeddings)
+    @property
+    def total_steps(self) -> int:
+        return self.run.total_steps
 
-    def _teacher(self) -> Any:
-        return self.teacher_params
+    @property
+    def state_shardings(self) -> TrainState:
+        return self.run.state_shardings
 
-    def _step_fn(self, kind: str, batch: dict[str, jax.Array]) -> Any:
-        """The compiled step for this kind ('train'/'eval') × in-batch flag × shapes."""
-        inbatch = bool(batch["inbatch"])
-        keys = batch_keys(batch)
-        arrays = {k: batch[k] for k in keys}
-        key = (kind, inbatch, tuple((k, v.shape) for k, v in arrays.items()))
+    def _step_fn(self, kind: str, batch: Batch, inbatch: bool) -> Any:
+        """The compiled step for this kind ('train'/'eval') x in-batch flag x batch shapes."""
+        key = (kind, inbatch, jax.tree.structure(batch), tuple(x.shape for x in jax.tree.leaves(batch)))
         if key not in self._compiled:
-            batch_sh = {k: batch_sharding(self.mesh, v.ndim) for k, v in arrays.items()}
-            teacher_sh = None
-            if self.teacher_params is not None:
-                teacher_sh = jax.tree.map(lambda x: x.sharding, self.teacher_params)
-            teacher = None if self.teacher_graphdef is None else self.teacher_graphdef
-            if kind == "train":
-                fn = functools.partial(self._train_fn, teacher_graphdef=teacher, inbatch=inbatch)
-                jitted = jax.jit(fn, in_shardings=(self.state_shardings, batch_sh, teacher_sh),
-                                 out_shardings=(self.state_shardings, None), donate_argnums=0)
-                with activation_sharding(self.mesh):
-                    lowered = jitted.lower(self.state, arrays, self._teacher())
-            else:
-                fn = functools.partial(self._eval_fn, teacher_graphdef=teacher, inbatch=inbatch)
-                jitted = jax.jit(fn, in_shardings=(self.state_shardings["params"], batch_sh, teacher_sh))
-                with activation_sharding(self.mesh):
-                    lowered = jitted.lower(self.state["params"], arrays, self._teacher())
-            start = time.perf_counter()
-            compiled = lowered.compile()
-            mem = compiled.memory_analysis()
-            if mem is not None:
-                total = (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                         + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
-                log.info("compiled %s step %s in %.1fs: %.1f MiB per device (args %.1f, temp %.1f)",
-                         kind, [v.shape for v in arrays.values()], time.perf_counter() - start,
-                         total / 2**20, mem.argument_size_in_bytes / 2**20, mem.temp_size_in_bytes / 2**20)
-            self._compiled[key] = compiled
-        return self._compiled[key], arrays
+            self._compiled[key] = compile_step(self.run.program, kind, batch, inbatch)
+        return self._compiled[key].fn
 
-    def _teacher_tuple(self, teacher_graphdef: Any, teacher_params: Any) -> Any:
-        return None if teacher_graphdef is None else (teacher_graphdef, teacher_params)
-
-    def _train_fn(self, state: Any, batch: Any, teacher_params: Any, *, teacher_graphdef: Any,
-                  inbatch: bool) -> Any:
-        new_state, metrics = train_step(
-            state, batch, self._teacher_tuple(teacher_graphdef, teacher_params), graphdef=self.graphdef,
-            tx=self.tx, spec=self.spec, inbatch=inbatch)
-        return new_state, {**metrics, "lr": self.schedule(state["step"])}
-
-    def _eval_fn(self, params: Any, batch: Any, teacher_params: Any, *, teacher_graphdef: Any,
-                 inbatch: bool) -> Any:
-        return eval_step(params, batch, self._teacher_tuple(teacher_graphdef, teacher_params),
-                         graphdef=self.graphdef, spec=self.spec, inbatch=inbatch)
-
-    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = to_global(batch, self.mesh)
-        local = (*DATA_ARRAY_KEYS, *DATA_TEACHER_KEYS)
-        return {**out, **{k: batch[k] for k in batch if k not in local}}
-
-    def train(self, start_step: int | None = None, iterator: Any = None,
-              on_step: Any = None) -> dict[str, Any]:
-        """Run to the configured total; returns the last logged metrics.
-
-        Without `start_step` it resumes from the newest valid checkpoint (else step 0). On
-        SIGTERM/preemption it checkpoints the current step, sets `self.preempted` and returns.
-        """
+    def train(self) -> dict[str, Any]:
+        """Run to the configured total from the newest valid checkpoint (else step 0); returns
+        the last logged metrics. On SIGTERM/preemption it checkpoints the current step, sets
+        `self.preempted` and returns."""
         cfg = self.cfg
-        if iterator is None:
-            read = grain.ReadOptions(num_threads=cfg.data.num_threads, prefetch_buffer_size=4)
-            iterator = iter(self.dataset.to_iter_dataset(read))
-        if start_step is None:
-            start_step = self.resume(iterator)
+        read = grain.ReadOptions(num_threads=cfg.data.num_threads, prefetch_buffer_size=4)
+        iterator = iter(self.run.dataset.to_iter_dataset(read))
+        start_step = self.resume(iterator)
         self.preempted = False
         bar = tqdm(total=self.total_steps, initial=start_step, desc="train", dynamic_ncols=True,
                    disable=jax.process_index() != 0)
-        pending: tuple[int, dict[str, Any], Any, float, tuple[int, int]] | None = None
+        pending: _Pending | None = None
         last: dict[str, Any] = {}
         tick = time.perf_counter()
+        teacher = self.run.program.teacher
         with PreemptionWatch() as watch:
             for step in range(start_step, self.total_steps):
-                batch = next(iterator)
-                compiled, arrays = self._step_fn("train", self.to_device(batch))
-                self.state, metrics = compiled(self.state, arrays, self._teacher())
+                batch: HostBatch = next(iterator)
+                arrays = to_global(batch.arrays, self.run.mesh)
+                self.state, metrics = self._step_fn("train", arrays, batch.inbatch)(self.state, arrays, teacher)
                 if pending is not None:
                     last = self._finish(pending, tick, bar) or last
                     tick = time.perf_counter()
-                pending = (step, batch, metrics, time.perf_counter(), _token_counts(batch))
-                if on_step is not None:
-                    on_step(step + 1, iterator)
+                pending = _Pending(step, batch, metrics, batch.arrays.token_counts())
                 self.preempted = watch.requested(step + 1)
                 if self.preempted or self._save_due(step + 1):
                     # check this step's metrics (raises on NaN) before its state is saved
@@ -209,19 +122,19 @@ class Trainer:
     def _save_due(self, step: int) -> bool:
         """Every `checkpoint.every` steps, at each epoch end and at the final step."""
         every = self.cfg.checkpoint.every
-        return (bool(every) and step % every == 0) or step % self.dataset.steps_per_epoch == 0 \
+        return (bool(every) and step % every == 0) or step % self.run.steps_per_epoch == 0 \
             or step == self.total_steps
 
     def save(self, step: int, iterator: Any) -> None:
         """Checkpoint the state after `step` steps with the iterator positioned at step `step`."""
         meta = {"seeds": {"train": self.cfg.train.seed, "model_init": self.cfg.model.init_seed},
-                "config": self.cfg.to_dict(), "mesh": dict(self.mesh.shape),
+                "config": self.cfg.to_dict(), "mesh": dict(self.run.mesh.shape),
                 "process_count": jax.process_count()}
         self.checkpointer.save(step, self.state, iterator.get_state(), meta)
 
     def resume(self, iterator: Any) -> int:
         """Restore the newest valid checkpoint onto this run's mesh; returns the step reached."""
-        restored = self.checkpointer.restore(abstract_like(self.state, self.state_shardings))
+        restored = self.checkpointer.restore(self.run.program.state)
         if restored is None:
             return 0
         self.state = restored.state
@@ -230,22 +143,22 @@ class Trainer:
         if jax.process_index() == 0:
             truncate_metrics(self.writer.path, restored.step)
         log.info("resumed from checkpoint step %d of %d (saved on mesh %s, now %s)", restored.step,
-                 self.total_steps, restored.meta.get("mesh"), dict(self.mesh.shape))
+                 self.total_steps, restored.meta.get("mesh"), dict(self.run.mesh.shape))
         return restored.step
 
-    def _finish(self, pending: Any, tick: float, bar: Any) -> dict[str, Any] | None:
-        step, batch, metrics, _, (real, padded) = pending
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        check_finite(step + 1, batch["source"], values)
+    def _finish(self, pending: _Pending, tick: float, bar: Any) -> dict[str, Any] | None:
+        step, batch, (real, padded) = pending.step, pending.batch, pending.tokens
+        values = {k: float(v) for k, v in jax.device_get(pending.metrics).items()}
+        check_finite(step + 1, batch.source, values)
         elapsed = max(time.perf_counter() - tick, 1e-9)
         bar.update(1)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", src=batch["source"][:16])
+        bar.set_postfix(loss=f"{values['loss']:.4f}", src=batch.source[:16])
         if (step + 1) % self.cfg.train.log_every and step + 1 != self.total_steps:
             return None
-        procs = jax.process_count()
-        record = {"step": step + 1, "epoch": int(batch["epoch"]), "source": batch["source"],
-                  "task": batch["task"], **values, "step_time_s": elapsed,
-                  "tokens_per_s": real * procs / elapsed, "padded_tokens_per_s": padded * procs / elapsed}
+        real, padded = _global_tokens(real, padded)  # every process logs the same steps
+        record = {"step": step + 1, "epoch": int(batch.epoch), "source": batch.source,
+                  "task": batch.task, **values, "step_time_s": elapsed,
+                  "tokens_per_s": real / elapsed, "padded_tokens_per_s": padded / elapsed}
         self.writer.write(record)
         return record
 
@@ -254,19 +167,20 @@ class Trainer:
         sums: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
         retrieval = RetrievalAccumulator()
-        dataset = self._dataset("validation")
+        dataset = self.run.split("validation")
         for i in range(len(dataset)):
-            batch = dataset[i]
-            source = batch["source"]
+            batch: HostBatch = dataset[i]
+            source = batch.source
             if counts.get(source, 0) >= self.cfg.train.eval_batches:
                 continue
-            compiled, arrays = self._step_fn("eval", self.to_device(batch))
-            metrics, reps = compiled(self.state["params"], arrays, self._teacher())
+            arrays = to_global(batch.arrays, self.run.mesh)
+            compiled = self._step_fn("eval", arrays, batch.inbatch)
+            metrics, reps = compiled(self.state.params, arrays, self.run.program.teacher)
             acc = sums.setdefault(source, {})
             for k, v in jax.device_get(metrics).items():
                 acc[k] = acc.get(k, 0.0) + float(v)
             counts[source] = counts.get(source, 0) + 1
-            if batch["inbatch"]:
+            if batch.inbatch:
                 retrieval.add(source, *(to_host(r) for r in reps))
         results = {src: {k: v / counts[src] for k, v in acc.items()} for src, acc in sums.items()}
         for src, values in retrieval.results().items():
@@ -279,10 +193,10 @@ class Trainer:
         """An Encoder over the current parameters (shares the device arrays)."""
         from flax import nnx
 
-        model = nnx.merge(self.graphdef, self.state["params"])
-        return Encoder(model, self.tokenizer, max_length=self.cfg.data.max_length, mesh=self.mesh)
+        model = nnx.merge(self.run.program.graphdef, self.state.params)
+        return Encoder(model, self.run.tokenizer, max_length=self.cfg.data.max_length, mesh=self.run.mesh)
 
-    def export(self, out_dir: str | Path) -> Path:
+    def export(self, out_dir: PathLike) -> Path:
         return self.encoder().save_pretrained(out_dir)
 
     def close(self) -> None:
@@ -291,3 +205,13 @@ class Trainer:
         finally:
             self.writer.close()
 
+
+
+def _global_tokens(real: int, padded: int) -> tuple[int, int]:
+    """(real, padded) tokens of the step summed over processes, each of which holds its rows.
+    A collective: every process calls it at the same steps, from the main thread."""
+    if jax.process_count() == 1:
+        return real, padded
+    counts = np.asarray(multihost_utils.process_allgather(np.array([real, padded], np.int32)))
+    total = counts.reshape(-1, 2).sum(axis=0, dtype=np.int64)
+    return int(total[0]), int(total[1])

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from f2jax.bench.flops import attention_flops, forward_flops, peak_bf16_flops, train_flops
+from f2jax.bench.flops import attention_flops, forward_flops, hardware_train_flops, peak_bf16_flops, train_flops
 from f2jax.model.config import Qwen3Config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +37,18 @@ def test_flops_match_a_hand_count():
     assert train_flops(cfg, [3, 1]) == 3 * (3 * 1152 + 192 + 1152 + 32)
     deep = Qwen3Config(**{**cfg.__dict__, "num_hidden_layers": 3})
     assert forward_flops(deep, [5, 2]) == 3 * forward_flops(cfg, [5, 2])
+
+
+def test_hardware_flops_count_the_recomputed_forwards():
+    cfg = Qwen3Config(vocab_size=10, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=4)
+    linear, attention = 3 * 1152, 192  # one text of 3 tokens: see the hand count above
+    assert hardware_train_flops(cfg, [3]) == train_flops(cfg, [3]) == 3 * (linear + attention)
+    assert hardware_train_flops(cfg, [3], remat="full") == 4 * (linear + attention)  # 4x forward, not 3x
+    assert hardware_train_flops(cfg, [3], remat="dots") == 3 * linear + 4 * attention  # attention matmuls rerun
+    assert hardware_train_flops(cfg, [3], remat="dots_all") == train_flops(cfg, [3])
+    assert hardware_train_flops(cfg, [3], remat="none", attention_recomputed=True) == 3 * linear + 4 * attention
+    assert hardware_train_flops(cfg, [3], remat="full", attention_recomputed=True) == 4 * linear + 5 * attention
 
 
 def test_peak_flops_by_device_kind():

@@ -24,8 +24,13 @@ def _epoch(tok_dir, **kw):
     return list(make_pipeline(tok_dir, **args))
 
 
-def _unpad(ids, last):
-    return ids[: last + 1].tolist()
+def _unpad(ids, mask):
+    return ids[: int(mask.sum())].tolist()
+
+
+def _field(b, key):
+    """A `HostBatch` field: its provenance rows or one of its arrays."""
+    return b.rows if key == "rows" else getattr(b.arrays, key)
 
 
 def test_batch_contract_per_task(tok_dir, raw_dir, tokenizer):
@@ -36,36 +41,37 @@ def test_batch_contract_per_task(tok_dir, raw_dir, tokenizer):
     want_k = {"retrieval": 7, "clustering": 9, "classification": 1}
     seen_tasks = set()
     for b in batches:
-        src, rows, k = store.sources[b["source"]], b["rows"], want_k[b["task"]]
-        seen_tasks.add(b["task"])
-        assert b["inbatch"] == (b["task"] == "retrieval")
-        assert b["negative_ids"].shape[:2] == (B, k) and b["negative_ids"].dtype == np.int32
+        src, rows, k = store.sources[b.source], b.rows, want_k[b.task]
+        seen_tasks.add(b.task)
+        assert b.inbatch == (b.task == "retrieval")
+        assert b.arrays.negative_ids.shape[:2] == (B, k) and b.arrays.negative_ids.dtype == np.int32
         for key in ("query", "passage", "negative"):
-            ids, mask, last = b[f"{key}_ids"], b[f"{key}_mask"], b[f"{key}_last"]
+            ids, mask = getattr(b.arrays, f"{key}_ids"), getattr(b.arrays, f"{key}_mask")
+            last = mask.sum(-1) - 1
             assert ids.shape[-1] in (32, 64)
-            np.testing.assert_array_equal(mask.sum(-1) - 1, last)
+            assert (mask[..., 0] == 1).all() and (np.diff(mask, axis=-1) <= 0).all()  # right-padded
             np.testing.assert_array_equal(np.take_along_axis(ids, last[..., None], -1), eos)
             assert (ids[mask == 0] == pad).all()
-        raw = pd.read_parquet(raw_dir / f"{b['source']}.parquet")
-        prompt = INSTRUCTION if b["source"] == "retr_instr" else None
+        raw = pd.read_parquet(raw_dir / f"{b.source}.parquet")
+        prompt = INSTRUCTION if b.source == "retr_instr" else None
         texts = [instruct(prompt, raw["query"][r]) for r in rows]
         expect = tokenize(tokenizer, texts, 64)
         for i, r in enumerate(rows):
-            assert _unpad(b["query_ids"][i], b["query_last"][i]) == expect[i]
+            assert _unpad(b.arrays.query_ids[i], b.arrays.query_mask[i]) == expect[i]
             pdoc = corpus[int(src.passage_id[r])]["input_ids"].tolist()
-            assert _unpad(b["passage_ids"][i], b["passage_last"][i]) == pdoc
-            negs = [_unpad(b["negative_ids"][i, j], b["negative_last"][i, j]) for j in range(k)]
+            assert _unpad(b.arrays.passage_ids[i], b.arrays.passage_mask[i]) == pdoc
+            negs = [_unpad(b.arrays.negative_ids[i, j], b.arrays.negative_mask[i, j]) for j in range(k)]
             assert pdoc not in negs  # avoidable, so never the positive
             assert len({tuple(n) for n in negs}) == k  # distinct
-            if b["task"] == "classification":
+            if b.task == "classification":
                 assert negs == [corpus[int(src.negative_ids[r, 0])]["input_ids"].tolist()]
             else:
                 allowed = {tuple(corpus[int(d)]["input_ids"]) for d in src.negative_ids[r]}
                 assert {tuple(n) for n in negs} <= allowed
     assert seen_tasks == {"retrieval", "clustering", "classification"}
-    instr = next(b for b in batches if b["source"] == "retr_instr")
+    instr = next(b for b in batches if b.source == "retr_instr")
     prefix = tokenize(tokenizer, ["Instruct: Find the matching answer.\nQuery:"], 64)[0][:-1]
-    assert instr["query_ids"][0, : len(prefix)].tolist() == prefix
+    assert instr.arrays.query_ids[0, : len(prefix)].tolist() == prefix
 
 
 def test_every_batch_once_per_epoch(tok_dir, caplog):
@@ -73,15 +79,15 @@ def test_every_batch_once_per_epoch(tok_dir, caplog):
     with caplog.at_level(logging.WARNING):
         batches = _epoch(tok_dir)
     assert any("tiny" in r.message and "no batches" in r.message for r in caplog.records)
-    assert [b["step_in_epoch"] for b in batches] == list(range(len(batches)))
+    assert [b.step_in_epoch for b in batches] == list(range(len(batches)))
     for name, src in store.sources.items():
         train, val = schedule.split_rows(name, len(src.query_len), 0.01)
-        served = np.concatenate([b["rows"] for b in batches if b["source"] == name] or [[]])
+        served = np.concatenate([b.rows for b in batches if b.source == name] or [[]])
         assert len(served) == len(train) // B * B
         assert len(set(served.tolist())) == len(served)
         assert set(served.tolist()) <= set(train.tolist())
         assert not set(served.tolist()) & set(val.tolist())
-    assert "tiny" not in {b["source"] for b in batches}
+    assert "tiny" not in {b.source for b in batches}
 
 
 def test_mixing_weights_and_exhaustion():
@@ -109,15 +115,15 @@ def test_determinism_from_seed(tok_dir):
     b = list(make_dataset(tok_dir, seed=5, num_epochs=1, **KW))
     c = list(make_dataset(tok_dir, seed=6, num_epochs=1, **KW))
     for x, y in zip(a, b, strict=True):
-        assert x["source"] == y["source"]
+        assert x.source == y.source
         for key in ("query_ids", "passage_ids", "negative_ids", "rows"):
-            np.testing.assert_array_equal(x[key], y[key])
-    assert [x["source"] for x in a] != [x["source"] for x in c] or any(
-        (x["rows"] != y["rows"]).any() for x, y in zip(a, c, strict=True))
+            np.testing.assert_array_equal(_field(x, key), _field(y, key))
+    assert [x.source for x in a] != [x.source for x in c] or any(
+        (x.rows != y.rows).any() for x, y in zip(a, c, strict=True))
     e0 = list(make_dataset(tok_dir, seed=5, num_epochs=2, **KW))
     n = len(a)
-    assert [x["epoch"] for x in e0] == [0] * n + [1] * n
-    assert any((x["rows"] != y["rows"]).any() for x, y in zip(e0[:n], e0[n:], strict=True))
+    assert [x.epoch for x in e0] == [0] * n + [1] * n
+    assert any((x.rows != y.rows).any() for x, y in zip(e0[:n], e0[n:], strict=True))
 
 
 @pytest.mark.parametrize("skip", [7, 26])  # mid-epoch, and across the epoch boundary (28)
@@ -131,10 +137,9 @@ def test_resume_exact(tok_dir, skip):
     fresh.set_state(state)
     got = [next(fresh) for _ in range(4)]
     for x, y in zip(want, got, strict=True):
-        assert (x["source"], x["epoch"], x["step_in_epoch"]) == (
-            y["source"], y["epoch"], y["step_in_epoch"])
-        for key in ("query_ids", "passage_mask", "negative_ids", "negative_last", "rows"):
-            np.testing.assert_array_equal(x[key], y[key])
+        assert (x.source, x.epoch, x.step_in_epoch) == (y.source, y.epoch, y.step_in_epoch)
+        for key in ("query_ids", "passage_mask", "negative_ids", "negative_mask", "rows"):
+            np.testing.assert_array_equal(_field(x, key), _field(y, key))
 
 
 def test_two_processes_cover_global_batch(tok_dir):
@@ -143,11 +148,11 @@ def test_two_processes_cover_global_batch(tok_dir):
                           process_index=p, process_count=2) for p in range(2)]
     for step in range(len(whole)):
         g, p0, p1 = whole[step], parts[0][step], parts[1][step]
-        assert p0["source"] == p1["source"] == g["source"]
-        for key in ("query_ids", "passage_ids", "negative_ids", "negative_mask", "query_last"):
-            assert p0[key].shape == p1[key].shape  # same bucket on both hosts
-            np.testing.assert_array_equal(np.concatenate([p0[key], p1[key]]), g[key])
-        assert len(p0["rows"]) == B // 2
+        assert p0.source == p1.source == g.source
+        for key in ("query_ids", "passage_ids", "negative_ids", "negative_mask", "query_mask"):
+            assert _field(p0, key).shape == _field(p1, key).shape  # same bucket on both hosts
+            np.testing.assert_array_equal(np.concatenate([_field(p0, key), _field(p1, key)]), _field(g, key))
+        assert len(p0.rows) == B // 2
 
 
 def test_validation_iterator_covers_holdout(tok_dir):
@@ -155,7 +160,7 @@ def test_validation_iterator_covers_holdout(tok_dir):
     batches = list(make_validation_iterator(tok_dir, **KW))
     for name, src in store.sources.items():
         _, val = schedule.split_rows(name, len(src.query_len), 0.01)
-        served = np.concatenate([b["rows"] for b in batches if b["source"] == name])
+        served = np.concatenate([b.rows for b in batches if b.source == name])
         np.testing.assert_array_equal(served, val)
 
 
@@ -175,12 +180,13 @@ def test_sample_negatives_prefers_distinct_non_positive():
 def test_to_global_single_process(tok_dir):
     import jax
 
+    from f2jax.data.batch import TOKEN_FIELDS
     from f2jax.data.pipeline import to_global
 
     mesh = jax.make_mesh((1, 1), ("data", "fsdp"))
     batch = make_dataset(tok_dir, seed=0, num_epochs=1, **KW)[0]
-    out = to_global(batch, mesh)
-    assert out["source"] == batch["source"]
-    for key in ("query_ids", "negative_ids", "negative_last"):
-        assert isinstance(out[key], jax.Array)
-        np.testing.assert_array_equal(np.asarray(out[key]), batch[key])
+    out = to_global(batch.arrays, mesh)
+    assert out.teacher is None
+    for key in TOKEN_FIELDS:
+        assert isinstance(getattr(out, key), jax.Array)
+        np.testing.assert_array_equal(np.asarray(getattr(out, key)), _field(batch, key))

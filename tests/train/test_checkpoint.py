@@ -24,6 +24,7 @@ from f2jax.train import trainer as trainer_module
 from f2jax.train.checkpoint import Checkpointer, CheckpointError, abstract_like
 from f2jax.train.metrics import NonFiniteLossError
 from f2jax.train.resume import config_differences, truncate_metrics
+from f2jax.train.state import TrainState
 
 TEXTS = ["What is the capital of France?", "def add(a, b):\n    return a + b",
          "Die Hauptstadt von Deutschland ist Berlin.", "x"]
@@ -37,14 +38,14 @@ def compile_cache(tmp_path_factory):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _state(mesh, scale: float) -> dict:
-    """A small train-state-shaped tree sharded over `mesh`."""
+def _state(mesh, scale: float) -> TrainState:
+    """A small train state sharded over `mesh`."""
     rows = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
     rep = NamedSharding(mesh, PartitionSpec())
     w = jax.device_put(np.arange(64, dtype=np.float32).reshape(16, 4) * scale, rows)
-    return {"params": {"w": w, "b": jax.device_put(np.full(3, scale, np.float32), rep)},
-            "opt_state": {"mu": jax.device_put(np.ones((16, 4), np.float32) * -scale, rows)},
-            "step": jax.device_put(jnp.int32(int(scale)), rep)}
+    return TrainState(params={"w": w, "b": jax.device_put(np.full(3, scale, np.float32), rep)},
+                      opt_state={"mu": jax.device_put(np.ones((16, 4), np.float32) * -scale, rows)},
+                      step=jax.device_put(jnp.int32(int(scale)), rep))
 
 
 def _max_diff(a, b) -> float:
@@ -65,10 +66,10 @@ def test_keep_last_k_plus_every_m_and_restore_onto_another_mesh(tmp_path):
     restored = ckpt.restore(abstract_like(target, shardings))
     assert restored.step == 7 and restored.data == {"next_index": 7}
     assert _max_diff(restored.state, _state(mesh8, 7)) == 0.0
-    assert restored.state["params"]["w"].sharding == shardings["params"]["w"]
-    params_only = ckpt.restore({"params": abstract_like(target["params"], shardings["params"])}, step=3)
-    assert set(params_only.state) == {"params"}
-    assert _max_diff(params_only.state["params"], _state(mesh8, 3)["params"]) == 0.0
+    assert restored.state.params["w"].sharding == shardings.params["w"]
+    params_only = ckpt.restore(TrainState(params=abstract_like(target.params, shardings.params)), step=3)
+    assert params_only.state.opt_state is None and params_only.state.step is None
+    assert _max_diff(params_only.state.params, _state(mesh8, 3).params) == 0.0
     ckpt.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -10,18 +11,19 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from f2jax.data.batch import TEACHER_FIELDS, TOKEN_FIELDS, Batch
 from f2jax.model import ModelOptions, Qwen3Config, Qwen3Model
 from f2jax.sharding import batch_sharding, make_mesh, param_shardings
 from f2jax.train.losses import distill_loss, mrl_dims
 from f2jax.train.optim import make_optimizer, make_schedule
 from f2jax.train.state import init_state, state_shardings
-from f2jax.train.step import ARRAY_KEYS, LossSpec, encode_batch, train_step
+from f2jax.train.step import LossSpec, encode_batch, train_step
 
 CFG = Qwen3Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=8)
 
 
-def make_batch(seed: int, b: int = 8, k: int = 3, lq: int = 8, lp: int = 16) -> dict[str, np.ndarray]:
+def make_batch(seed: int, b: int = 8, k: int = 3, lq: int = 8, lp: int = 16) -> Batch:
     rng = np.random.default_rng(seed)
 
     def seqs(shape, length):
@@ -33,8 +35,7 @@ def make_batch(seed: int, b: int = 8, k: int = 3, lq: int = 8, lp: int = 16) -> 
     q, qm = seqs((b,), lq)
     p, pm = seqs((b,), lp)
     n, nm = seqs((b, k), lp)
-    return {"query_ids": q, "query_mask": qm, "passage_ids": p, "passage_mask": pm,
-            "negative_ids": n, "negative_mask": nm}
+    return Batch(query_ids=q, query_mask=qm, passage_ids=p, passage_mask=pm, negative_ids=n, negative_mask=nm)
 
 
 def run_step(mesh, batch, spec, *, inbatch=True, teacher=None, steps=1):
@@ -42,10 +43,10 @@ def run_step(mesh, batch, spec, *, inbatch=True, teacher=None, steps=1):
     graphdef, state = nnx.split(model)
     params = nnx.to_pure_dict(state)
     tx = make_optimizer(make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=10))
-    shardings = state_shardings(params, param_shardings(params, mesh), tx, mesh)
-    params = jax.device_put(params, shardings["params"])
+    shardings = state_shardings(params, param_shardings(state, mesh), tx, mesh)
+    params = jax.device_put(params, shardings.params)
     train_state = init_state(params, tx, shardings)
-    batch_sh = {k: batch_sharding(mesh, v.ndim) for k, v in batch.items()}
+    batch_sh = jax.tree.map(lambda v: batch_sharding(mesh, v.ndim), batch)
     fn = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, spec=spec, inbatch=inbatch),
                  in_shardings=(shardings, batch_sh, None), out_shardings=(shardings, None),
                  donate_argnums=0)
@@ -54,7 +55,7 @@ def run_step(mesh, batch, spec, *, inbatch=True, teacher=None, steps=1):
     for _ in range(steps):
         train_state, metrics = fn(train_state, arrays, teacher)
         losses.append(float(metrics["loss"]))
-    return losses, jax.device_get(train_state["params"]), metrics
+    return losses, jax.device_get(train_state.params), metrics
 
 
 def _max_diff(a, b) -> float:
@@ -107,7 +108,7 @@ def test_distillation_term_is_mse_against_teacher():
     # teacher graphdef is static: close over it the way the trainer does
     student = Qwen3Model(CFG, ModelOptions(), rngs=nnx.Rngs(0))
     s_graphdef, s_state = nnx.split(student)
-    jb = {k: jnp.asarray(v) for k, v in batch.items()}
+    jb = jax.tree.map(jnp.asarray, batch)
     s_reps = encode_batch(s_graphdef, nnx.to_pure_dict(s_state), jb)
     t_reps = encode_batch(t_graphdef, t_params, jb)
     expected_kd = sum(float(np.mean((np.asarray(s) - np.asarray(t)) ** 2)) for s, t in zip(s_reps, t_reps, strict=True))
@@ -119,5 +120,7 @@ def test_distillation_term_is_mse_against_teacher():
                                float(metrics["loss"]) + 0.5 * expected_kd, rtol=1e-5)
 
 
-def test_array_keys_cover_the_batch_contract():
-    assert set(ARRAY_KEYS) == set(make_batch(0))
+def test_batch_fields_are_the_batch_contract():
+    assert {f.name for f in dataclasses.fields(Batch)} == {*TOKEN_FIELDS, *TEACHER_FIELDS}
+    batch = make_batch(0)
+    assert all(getattr(batch, key) is not None for key in TOKEN_FIELDS) and batch.teacher is None

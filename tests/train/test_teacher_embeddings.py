@@ -23,7 +23,8 @@ from f2jax.model.presets import QWEN3_VOCAB_SIZE
 from f2jax.sharding import make_mesh
 from f2jax.testing import make_tiny_qwen3
 from f2jax.train.optim import make_optimizer, make_schedule
-from f2jax.train.step import LossSpec, batch_keys, train_step
+from f2jax.train.state import TrainState
+from f2jax.train.step import LossSpec, train_step
 from f2jax.train.trainer import Trainer
 
 from .conftest import TINY_MODEL
@@ -75,24 +76,24 @@ def test_batch_carries_the_stored_vectors_of_its_ids(teacher_data, instructions)
     store = TokenizedStore(data)
     corpus = np.load(data / "teacher" / "corpus.npy")
     batch = _batch(data, instructions=instructions)
-    src = store.sources[batch["source"]]
-    b, k = batch["negative_ids"].shape[:2]
-    assert batch["teacher_query"].shape == (b, 64) and batch["teacher_negative"].shape == (b, k, 64)
-    assert all(batch[key].dtype == np.float32 for key in ("teacher_query", "teacher_passage", "teacher_negative"))
-    np.testing.assert_array_equal(batch["teacher_passage"], corpus[src.passage_id[batch["rows"]]])
+    src, arrays = store.sources[batch.source], batch.arrays
+    b, k = arrays.negative_ids.shape[:2]
+    assert arrays.teacher_query.shape == (b, 64) and arrays.teacher_negative.shape == (b, k, 64)
+    assert all(x.dtype == np.float32 for x in arrays.teacher)
+    np.testing.assert_array_equal(arrays.teacher_passage, corpus[src.passage_id[batch.rows]])
     qkey = "query_instructed" if instructions and src.instruction else "query"
-    stored_q = np.load(data / "teacher" / f"{batch['source']}.{qkey}.npy")
-    np.testing.assert_array_equal(batch["teacher_query"], stored_q[batch["rows"]])
+    stored_q = np.load(data / "teacher" / f"{batch.source}.{qkey}.npy")
+    np.testing.assert_array_equal(arrays.teacher_query, stored_q[batch.rows])
     docs = store.records("corpus", "corpus")
     for i in range(b):  # each negative vector is the stored vector of the document the batch encodes
         for j in range(k):
-            doc = int(np.argmin(np.abs(corpus - batch["teacher_negative"][i, j]).sum(-1)))
-            np.testing.assert_array_equal(corpus[doc], batch["teacher_negative"][i, j])
+            doc = int(np.argmin(np.abs(corpus - arrays.teacher_negative[i, j]).sum(-1)))
+            np.testing.assert_array_equal(corpus[doc], arrays.teacher_negative[i, j])
             ids = np.asarray(docs[doc]["input_ids"])
-            np.testing.assert_array_equal(batch["negative_ids"][i, j, : len(ids)], ids)
-            assert batch["negative_mask"][i, j].sum() == len(ids)
+            np.testing.assert_array_equal(arrays.negative_ids[i, j, : len(ids)], ids)
+            assert arrays.negative_mask[i, j].sum() == len(ids)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-    assert isinstance(to_global(batch, mesh)["teacher_negative"], jax.Array)
+    assert isinstance(to_global(arrays, mesh).teacher_negative, jax.Array)
 
 
 STUDENT = Qwen3Config(vocab_size=QWEN3_VOCAB_SIZE, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -104,17 +105,16 @@ def _one_step(batch, spec, teacher):
     params = nnx.to_pure_dict(state)
     tx = make_optimizer(make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=10))
     fn = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, spec=spec, inbatch=True))
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    state = TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32))
     return jax.device_get(fn(state, batch, teacher)[1])
 
 
 def test_precomputed_kd_equals_cohosted_teacher(teacher_data):
     """GradCache (2 micro-batches) too: stored vectors must follow the student reps' row order."""
     data, teacher_dir = teacher_data
-    batch = _batch(data, instructions=True)
-    stored = {key: batch[key] for key in batch_keys(batch)}
-    plain = {key: v for key, v in stored.items() if not key.startswith("teacher_")}
-    assert len(stored) == len(plain) + 3
+    stored = _batch(data, instructions=True).arrays
+    plain = stored.without_teacher()
+    assert len(jax.tree.leaves(stored)) == len(jax.tree.leaves(plain)) + 3
     t_graphdef, t_state = nnx.split(load_model(teacher_dir, ModelOptions()))
     spec = LossSpec(kd_weight=0.5, grad_accum=2)
     cohosted = _one_step(plain, spec, (t_graphdef, nnx.to_pure_dict(t_state)))
@@ -133,7 +133,7 @@ def test_trainer_distils_from_stored_vectors(tmp_path, teacher_data):
     overrides = [*TINY_MODEL, f"data.path={data}", "data.raw=null", "teacher.embeddings=true",
                  "train.steps=1"]
     trainer = _trainer(tmp_path, overrides)
-    assert trainer.teacher_params is None
+    assert trainer.run.program.teacher is None
     last = trainer.train()
     trainer.close()
     assert np.isfinite(last["loss_kd"]) and last["loss_kd"] > 0

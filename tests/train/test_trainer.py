@@ -42,7 +42,7 @@ def test_demo_learns_retrieval_and_logs_metrics(tmp_path, demo_tokenized):
 
 def test_nan_loss_stops_with_step_and_source(tmp_path, tiny_overrides):
     trainer = _trainer(tmp_path, [*tiny_overrides, "train.steps=3"])
-    params = trainer.state["params"]
+    params = trainer.state.params
     params["norm"]["weight"] = params["norm"]["weight"] * np.nan
     with pytest.raises(NonFiniteLossError, match=r"step 1 \(source '[a-z_]+'\)"):
         trainer.train()
@@ -56,10 +56,9 @@ def test_nan_loss_stops_with_step_and_source(tmp_path, tiny_overrides):
     ("train.mrl_dims=[8, 64]", r"train\.mrl_dims: \[64\] outside \[1, hidden size 32\]"),
     ("model.path=/does/not/exist", "exactly one of model.path"),
     ("teacher.path=/does/not/exist", r"teacher\.path: /does/not/exist does not exist"),
-    ("train.schedule=linear", "train.schedule must be one of"),
-    ("model.attention=flash", "model: attention must be one of"),
+    ("train.schedule=linear", r"train\.schedule: expected one of \[.cosine., .constant.\]"),
+    ("model.attention=flash", r"model\.attention: expected one of \[.*.xla.*, got .flash."),
     ("train.lr=abc", "train.lr: expected a number"),
-    ("train.warmup_steps=500", "train.warmup_steps 500 exceeds the run's 300 steps"),
 ])
 def test_config_errors_before_compiling(tmp_path, tiny_overrides, override, match):
     assert jax.device_count() == 8

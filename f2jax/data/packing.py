@@ -1,0 +1,135 @@
+"""Sequence packing: a step's texts laid into rows of a fixed length T (`data.packing`).
+
+The global batch is chosen exactly as without packing (one source, B queries, their positives
+and hard negatives); only its layout changes. Texts are placed with first-fit decreasing
+(stable: ties keep text order, so the layout is a pure function of the lengths), each row
+numbers its texts 1.. in `segment_ids` (0 = padding) and restarts `positions` at 0 per text,
+and every text's last token is recorded as (row, column) for pooling.
+
+The row count R comes from `row_bucket` (multiples of the data-parallel share, ~8 sizes per
+octave), so jit compiles a bounded set of shapes while rows stay >= ~90 % full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from f2jax.data.batch import Batch, PackedBatch
+
+
+def ffd_layout(lengths: Sequence[int] | np.ndarray, capacity: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(row [n], start column [n], rows used) of first-fit decreasing into rows of `capacity`.
+
+    Deterministic: texts are taken longest first, ties in index order; each goes to the first
+    row with room. Every length must be in [1, capacity].
+    """
+    lengths = np.asarray(lengths, np.int64).reshape(-1)
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > capacity):
+        raise ValueError(f"text lengths must be in [1, {capacity}], got [{lengths.min()}, {lengths.max()}]")
+    n = len(lengths)
+    row, col = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    free = np.empty(max(n, 1), np.int64)  # room left per opened row
+    used = 0
+    for i in np.argsort(-lengths, kind="stable"):
+        fits = np.flatnonzero(free[:used] >= lengths[i])
+        r = int(fits[0]) if len(fits) else used
+        if r == used:
+            free[used] = capacity
+            used += 1
+        row[i], col[i] = r, capacity - free[r]
+        free[r] -= lengths[i]
+    return row, col, used
+
+
+def row_bucket(rows: int, multiple: int = 1) -> int:
+    """Smallest row count >= `rows` of the form multiple × m, m in 1..16, then 8 sizes per octave
+    (18, 20, ..., 32, 36, ..., 64, ...): at most 12.5 % empty rows from bucketing."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    m = max(1, -(-rows // multiple))
+    step = 1
+    while m > 16 * step:
+        step *= 2
+    return multiple * (-(-m // step) * step)
+
+
+def clip(seq: Sequence[int] | np.ndarray, length: int, eos_id: int | None) -> np.ndarray:
+    """`seq` cut to `length` tokens ending in EOS, as `pad_sequences` cuts (int32)."""
+    seq = np.asarray(seq, np.int32)
+    if len(seq) <= length:
+        return seq
+    if eos_id is None:
+        raise ValueError(f"sequence of {len(seq)} tokens exceeds length {length}")
+    return np.concatenate([seq[: length - 1], np.asarray([eos_id], np.int32)])
+
+
+def pack_rows(seqs: Sequence[np.ndarray], row: np.ndarray, col: np.ndarray, rows: int, length: int,
+              pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, segment_ids, positions) int32 [rows, length] for texts placed at (row, col)."""
+    ids = np.full((rows, length), pad_id, np.int32)
+    seg = np.zeros((rows, length), np.int32)
+    pos = np.zeros((rows, length), np.int32)
+    order = np.lexsort((col, row))  # segment numbers follow the column order within a row
+    counts = np.zeros(rows, np.int32)
+    for i in order:
+        r, c, s = int(row[i]), int(col[i]), seqs[i]
+        counts[r] += 1
+        ids[r, c : c + len(s)] = s
+        seg[r, c : c + len(s)] = counts[r]
+        pos[r, c : c + len(s)] = np.arange(len(s), dtype=np.int32)
+    return ids, seg, pos
+
+
+def rows_needed(lengths_per_slice: Sequence[np.ndarray], capacity: int, multiple: int = 1) -> int:
+    """Rows per slice so that every slice's texts fit: the bucket of the largest FFD row count.
+    Computed from lengths alone, so every host derives the same R from the global batch."""
+    most = max(ffd_layout(lengths, capacity)[2] for lengths in lengths_per_slice)
+    return row_bucket(most, multiple)
+
+
+def pack_texts(queries: Sequence[np.ndarray], passages: Sequence[np.ndarray],
+               negatives: Sequence[np.ndarray], k: int, *, length: int, rows: int, pad_id: int,
+               row_offset: int = 0, teacher: dict[str, np.ndarray] | None = None) -> PackedBatch:
+    """One slice's b queries, b positives and b·k negatives (row-major) packed into `rows` rows.
+
+    Index arrays hold the global row (`row_offset` + local row) and the column of each text's
+    last token: queries [b, 2], passages [b, 2], negatives [b, k, 2]."""
+    seqs = [*queries, *passages, *negatives]
+    lengths = np.asarray([len(s) for s in seqs], np.int64)
+    row, col, used = ffd_layout(lengths, length)
+    if used > rows:
+        raise ValueError(f"{len(seqs)} texts need {used} rows of {length}, only {rows} given")
+    ids, seg, pos = pack_rows(seqs, row, col, rows, length, pad_id)
+    index = np.stack([row + row_offset, col + lengths - 1], axis=-1).astype(np.int32)
+    b = len(queries)
+    return PackedBatch(ids=ids, segment_ids=seg, positions=pos, query_index=index[:b],
+                       passage_index=index[b : 2 * b], negative_index=index[2 * b :].reshape(b, k, 2),
+                       **(teacher or {}))
+
+
+def pack_batch(batch: Batch, length: int | None = None, row_multiple: int = 1) -> PackedBatch:
+    """A padded numpy `Batch` (one process) as a `PackedBatch` of the same texts, e.g. for
+    benchmarks and tests; `length` defaults to the widest padded text."""
+    def unpad(ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        ids, mask = np.asarray(ids), np.asarray(mask)
+        ids, mask = ids.reshape(-1, ids.shape[-1]), mask.reshape(-1, mask.shape[-1])
+        return [row[: int(m.sum())] for row, m in zip(ids, mask, strict=True)]
+
+    b, k, _ = np.shape(batch.negative_ids)
+    q, p = unpad(batch.query_ids, batch.query_mask), unpad(batch.passage_ids, batch.passage_mask)
+    n = unpad(batch.negative_ids, batch.negative_mask)
+    length = length or max(np.shape(batch.query_ids)[-1], np.shape(batch.passage_ids)[-1],
+                           np.shape(batch.negative_ids)[-1])
+    rows = rows_needed([np.asarray([len(s) for s in (*q, *p, *n)])], length, row_multiple)
+    teacher = None
+    if batch.teacher is not None:
+        teacher = dict(zip(("teacher_query", "teacher_passage", "teacher_negative"), batch.teacher, strict=True))
+    return pack_texts(q, p, n, k, length=length, rows=rows, pad_id=0, teacher=teacher)
+
+
+def packing_efficiency(lengths: np.ndarray, length: int, multiple: int = 1) -> tuple[int, int]:
+    """(real tokens, computed tokens) of one slice's texts packed into bucketed rows of `length`."""
+    lengths = np.minimum(np.asarray(lengths, np.int64).reshape(-1), length)
+    return int(lengths.sum()), rows_needed([lengths], length, multiple) * length

@@ -1,0 +1,223 @@
+"""The demo's closing report: held-out retrieval with the trained model against the same model
+untrained (step 0), plus the validation metrics logged during the run.
+
+Everything printed comes from the run directory: its resolved `config.yaml`, its newest
+checkpoint, its `metrics.jsonl`, and the held-out rows of its data (the rows
+`f2jax.data.schedule.split_rows` held out of training). The untrained model is rebuilt exactly
+as the trainer built it at step 0 (`model.init` + `model.init_seed`, or `model.path`). The
+example queries are chosen by a fixed rule, the first `n_examples` held-out queries of the
+source in row order, never picked by their outcome.
+
+Each held-out query is ranked against every held-out document of its source: all held-out
+positives and all of their hard negatives (deduplicated by text), a larger corpus than the
+7 sampled negatives per query of the in-training metrics.
+
+    python -m f2jax.demo_report RUN_DIR [--source NAME] [--examples 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from f2jax.eval.retrieval_metrics import evaluate_retrieval
+
+__all__ = ["HeldOut", "held_out_corpus", "untrained_encoder", "trained_encoder", "report", "main"]
+
+
+@dataclass
+class HeldOut:
+    """One source's held-out retrieval task: queries (with their instruction), a corpus, and
+    the index of each query's own positive in that corpus."""
+
+    source: str
+    instruction: str | None
+    queries: list[str]
+    docs: list[str]
+    relevant: list[int]
+
+
+def _config(run_dir: Path) -> Any:
+    from f2jax.config import load_config
+
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml (not a run directory?)")
+    return load_config(path, [])
+
+
+def _raw_dir(cfg: Any, raw: str | Path | None) -> Path:
+    if raw is not None:
+        return Path(raw)
+    if cfg.data.raw is None:
+        raise ValueError("the run has no data.raw (it trained on tokenised data); pass raw=its parquet folder")
+    if cfg.data.raw == "demo":
+        from f2jax.data import demo_data_dir
+
+        return demo_data_dir()
+    return Path(cfg.data.raw)
+
+
+def held_out_corpus(cfg: Any, raw: str | Path | None = None, max_queries: int | None = None) -> dict[str, HeldOut]:
+    """The held-out rows of every retrieval source, as the run split them (the first
+    `max_queries` of each in row order, with their documents, when given)."""
+    from f2jax.data import schedule
+    from f2jax.data.sources import find_sources
+    from f2jax.data.tasks import DEFAULT_NEGATIVES, INBATCH
+    from f2jax.data.validate import validate_source
+
+    needed = {**DEFAULT_NEGATIVES, **(cfg.data.negatives or {})}
+    out = {}
+    for spec in find_sources(_raw_dir(cfg, raw)):
+        if not INBATCH.get(spec.task, False):
+            continue
+        clean = validate_source(spec.path, spec.task, needed[spec.task])
+        _, val = schedule.split_rows(spec.name, len(clean.query), cfg.data.holdout)
+        val = val[:max_queries]
+        doc_index: dict[str, int] = {}
+        relevant = [doc_index.setdefault(clean.passage[i], len(doc_index)) for i in val]
+        for i in val:
+            for neg in clean.negatives[i]:
+                if neg is not None:
+                    doc_index.setdefault(neg, len(doc_index))
+        out[spec.name] = HeldOut(spec.name, spec.instruction if cfg.data.instructions else None,
+                                 [clean.query[i] for i in val], list(doc_index), relevant)
+    return out
+
+
+def untrained_encoder(cfg: Any) -> Any:
+    """The model the trainer started from (step 0), rebuilt from the run's config."""
+    from flax import nnx
+
+    from f2jax.encode import Encoder
+    from f2jax.sharding import make_mesh
+    from f2jax.tokenizer import load_tokenizer
+    from f2jax.train import setup
+
+    tokenizer = load_tokenizer(setup.tokenizer_dir(cfg))
+    qcfg = setup.model_config(cfg, vocab_size=len(tokenizer))
+    opts = setup.model_options(cfg.model, "model")
+    mesh = make_mesh(1, -1, 1)
+    graphdef, params = setup.build_params(qcfg, opts, mesh, path=cfg.model.path, seed=cfg.model.init_seed)
+    return Encoder(nnx.merge(graphdef, params), tokenizer, max_length=cfg.data.max_length, mesh=mesh)
+
+
+def trained_encoder(run_dir: str | Path) -> tuple[int, Any]:
+    """(step, Encoder) of the run's newest valid checkpoint."""
+    from f2jax.train.export import encoder_from_checkpoint
+
+    return encoder_from_checkpoint(run_dir)
+
+
+def _instructed(task: HeldOut) -> str | None:
+    return f"Instruct: {task.instruction}\nQuery: " if task.instruction else None
+
+
+def rank_all(encoder: Any, task: HeldOut) -> tuple[np.ndarray, dict[str, float]]:
+    """(cosine scores [queries, docs], retrieval metrics)."""
+    q = encoder.encode(task.queries, prompt=_instructed(task))
+    d = encoder.encode(task.docs)
+    metrics = evaluate_retrieval(q, d, [{r: 1.0} for r in task.relevant], ks=(1, 10))
+    return q @ d.T, metrics
+
+
+def _rank_of(row: np.ndarray, doc: int) -> int:
+    order = np.argsort(-row, kind="stable")
+    return int(np.flatnonzero(order == doc)[0]) + 1
+
+
+def _short(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _validation_table(run_dir: Path) -> list[str]:
+    from f2jax.train.metrics import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if r.get("split") == "validation"]
+    if not rows:
+        return ["  (no validation records: train.eval_every=0)"]
+    lines = [f"  {'step':>5}  {'source':22s} {'loss':>7} {'top-1':>6} {'nDCG@10':>8} {'MRR':>6}"]
+    for r in rows:
+        cell = {key: f"{r[key]:.3f}" if key in r else "-" for key in ("loss", "acc_hard", "ndcg_at_10", "mrr")}
+        lines.append(f"  {r['step']:5d}  {r['source']:22s} {cell['loss']:>7} {cell['acc_hard']:>6} "
+                     f"{cell['ndcg_at_10']:>8} {cell['mrr']:>6}")
+    return lines
+
+
+def report(run_dir: str | Path, *, source: str | None = None, n_examples: int = 3, top: int = 3,
+           raw: str | Path | None = None, sources: list[str] | None = None, max_queries: int | None = None,
+           out: Any = None) -> dict[str, Any]:
+    """Print the report and return its numbers: {"step", "metrics": {source: {"untrained",
+    "trained"}}, "examples": [{"query", "rank_untrained", "rank_trained", ...}]}. `sources`
+    limits the metrics table to those retrieval sources (default: all; `source` is always in);
+    `max_queries` keeps the first held-out queries of each (default: all)."""
+    out = out or sys.stdout
+    run_dir = Path(run_dir)
+    cfg = _config(run_dir)
+    tasks = held_out_corpus(cfg, raw, max_queries)
+    if not tasks:
+        raise ValueError(f"{run_dir}: the run's data has no retrieval source")
+    source = source or ("code_search_python" if "code_search_python" in tasks else sorted(tasks)[0])
+    if source not in tasks:
+        raise ValueError(f"source {source!r} is not a retrieval source of the run ({sorted(tasks)})")
+    if sources is not None:
+        tasks = {name: task for name, task in tasks.items() if name in {*sources, source}}
+    step, trained = trained_encoder(run_dir)
+    untrained = untrained_encoder(cfg)
+    p = lambda *a: print(*a, file=out)
+
+    p("\nvalidation during training (in-batch corpus: held-out positives + 7 sampled hard negatives "
+      "per query; top-1 = query vs its positive and 7 negatives, chance 0.125)")
+    for line in _validation_table(run_dir):
+        p(line)
+
+    results: dict[str, Any] = {"step": step, "metrics": {}, "examples": []}
+    scores = {}
+    p(f"\nheld-out retrieval, untrained (step 0) vs trained (step {step}): each held-out query ranked "
+      "against every held-out document of its source (all positives and all their hard negatives)")
+    p(f"  {'source':22s} {'queries':>7} {'docs':>5}   {'top-1':>13} {'nDCG@10':>13} {'MRR':>13}")
+    for name, task in sorted(tasks.items()):
+        s0, m0 = rank_all(untrained, task)
+        s1, m1 = rank_all(trained, task)
+        scores[name] = (s0, s1)
+        results["metrics"][name] = {"untrained": m0, "trained": m1}
+        cells = "".join(f"  {m0[k]:.3f} → {m1[k]:.3f}" for k in ("recall_at_1", "ndcg_at_10", "mrr"))
+        p(f"  {name:22s} {len(task.queries):7d} {len(task.docs):5d} {cells}")
+
+    task = tasks[source]
+    s0, s1 = scores[source]
+    p(f"\nthe first {min(n_examples, len(task.queries))} held-out queries of {source} (row order), "
+      f"top {top} of {len(task.docs)} documents; ✓ = the query's own document")
+    for i in range(min(n_examples, len(task.queries))):
+        right = task.relevant[i]
+        ex = {"query": task.queries[i], "document": task.docs[right],
+              "rank_untrained": _rank_of(s0[i], right), "rank_trained": _rank_of(s1[i], right)}
+        results["examples"].append(ex)
+        p(f"\n  query: {_short(task.queries[i], 100)}")
+        for label, row, rank in (("untrained", s0[i], ex["rank_untrained"]), ("trained", s1[i], ex["rank_trained"])):
+            p(f"    {label}: right document at rank {rank}")
+            for j in np.argsort(-row, kind="stable")[:top]:
+                mark = "✓" if j == right else " "
+                p(f"      {mark} {row[j]:.3f}  {_short(task.docs[j], 80)}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m f2jax.demo_report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--source", default=None, help="retrieval source for the examples")
+    parser.add_argument("--examples", type=int, default=3)
+    parser.add_argument("--raw", default=None, help="raw parquet folder (default: the run's data.raw)")
+    args = parser.parse_args(argv)
+    report(args.run_dir, source=args.source, n_examples=args.examples, raw=args.raw)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
