@@ -98,9 +98,9 @@ def test_cohosted_teacher_runs_with_its_own_runtime_options(tmp_path, tiny_overr
     seen_attention, seen_remat = set(), []
     real_attend, real_checkpoint = qwen3.attend, qwen3.jax.checkpoint
 
-    def spy_attend(q, k, v, lengths, impl):
+    def spy_attend(q, k, v, lengths, impl, *args, **kwargs):
         seen_attention.add((impl, jnp.dtype(q.dtype).name))
-        return real_attend(q, k, v, lengths, impl)
+        return real_attend(q, k, v, lengths, impl, *args, **kwargs)
 
     def spy_checkpoint(fn, **kwargs):
         seen_remat.append(kwargs.get("policy"))
