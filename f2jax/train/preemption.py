@@ -59,10 +59,6 @@ class PreemptionWatch:
         )
         self._flag.set()
 
-    def trigger(self) -> None:
-        """As if a preemption notice arrived (tests, custom schedulers)."""
-        self._flag.set()
-
     def requested(self, step: int) -> bool:
         if self._use_sync:
             try:
