@@ -129,14 +129,21 @@ def save_pretrained(model: nnx.Module, cfg: Qwen3Config, tokenizer: Any, out_dir
         return out
     config = {**cfg.to_hf_dict(), "dtype": str(np.dtype(as_dtype(dtype)))}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    # An embedding model has no chat: without a chat template sentence-transformers feeds plain
-    # text through the tokenizer, whose post-processor appends EOS exactly as f2jax does.
+    write_encoder_files(out, tokenizer, cfg.hidden_size, max_length, prompts)
+    return out
+
+
+def write_encoder_files(out: Path, tokenizer: Any, hidden_size: int, max_length: int,
+                        prompts: Any) -> None:
+    """The tokenizer and the sentence-transformers files beside a checkpoint's weights.
+
+    An embedding model has no chat: without a chat template sentence-transformers feeds plain
+    text through the tokenizer, whose post-processor appends EOS exactly as f2jax does."""
     tokenizer.chat_template = None
     tokenizer.model_max_length = max_length
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").unlink(missing_ok=True)
     (out / "2_Normalize").mkdir(exist_ok=True)
-    for name, content in sentence_transformers_files(cfg.hidden_size, max_length, prompts).items():
+    for name, content in sentence_transformers_files(hidden_size, max_length, prompts).items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(json.dumps(content, indent=2) + "\n")
-    return out

@@ -16,7 +16,7 @@ from safetensors.numpy import save_file
 
 from f2jax.errors import InputNotFoundError
 from f2jax.hf.checkpoint import INDEX_FILE, SINGLE_FILE, SafetensorsCheckpoint
-from f2jax.hf.export import sentence_transformers_files
+from f2jax.hf.export import write_encoder_files
 from f2jax.hf.load import IGNORED_TENSORS, validate_checkpoint
 from f2jax.model.config import Qwen3Config
 from f2jax.tokenizer import bundled_tokenizer_dir, load_tokenizer
@@ -92,12 +92,5 @@ def write_model_dir(out: str | Path, cfg: Qwen3Config, tensors: Mapping[str, np.
     max_length, prompts = _sentence_settings(src)
     has_tokenizer = (src / "tokenizer.json").exists() or (src / "tokenizer_config.json").exists()
     tokenizer = load_tokenizer(src if has_tokenizer else bundled_tokenizer_dir())
-    tokenizer.chat_template = None  # plain text + EOS, exactly as f2jax encodes (see hf.export)
-    tokenizer.model_max_length = max_length
-    tokenizer.save_pretrained(str(out))
-    (out / "chat_template.jinja").unlink(missing_ok=True)
-    (out / "2_Normalize").mkdir(exist_ok=True)
-    for name, content in sentence_transformers_files(cfg.hidden_size, max_length, prompts).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(json.dumps(content, indent=2) + "\n")
+    write_encoder_files(out, tokenizer, cfg.hidden_size, max_length, prompts)
     return out
