@@ -114,18 +114,23 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return _GROUP
 
 
+CPU_COLLECTIVE_THREADS = 256  # XLA:CPU's cap on its intra-op pool
+
+
 def ensure_cpu_collective_threads(env: dict[str, str] | None = None) -> int | None:
     """Give XLA:CPU enough worker threads for collectives over M simulated devices; call before
     JAX starts its backends. Returns the thread count set, or None when nothing was changed.
 
-    XLA:CPU runs each device's program on a shared intra-op pool of max(cores, M) threads, and
-    runs independent collectives of one program concurrently, each blocking a pool thread until
-    all M devices join. With two independent all-gathers in the train step, 4 devices x 2
-    collectives can hold all 8 threads of an 8-device process while the other 4 devices wait
-    for a thread: a deadlock that XLA ends after 40 s ("Termination timeout for all gather ...
-    only 4 of them arrived"). GPUs and TPUs order collectives on streams and are unaffected.
-    `PJRT_NPROC` sizes these pools; 4 threads per device leaves room for 4 concurrent
-    collectives per device. Set it yourself to override."""
+    XLA:CPU runs the M devices' shares of a program on one intra-op pool of max(cores, M)
+    threads. A collective blocks its pool thread until all M devices reach it, and a device
+    may launch its next collectives (they are ordered, not serialised) while earlier ones
+    wait. So M - 1 devices running ahead can hold every thread in collectives that the last
+    device can never reach: XLA aborts after 40 s ("Termination timeout for all gather ...
+    only 7 of them arrived"). Measured on the 8-device resume test (2 cores): a pool of 8
+    threads deadlocked in 4 of 4 runs, 12 in 2 of 4, 32 rarely (CI). A pool larger than
+    (M - 1) x the collectives of one program cannot deadlock; XLA caps the intra-op pool at
+    256, idle threads cost nothing, so that is what is set. GPUs and TPUs run collectives on
+    streams and are unaffected. `PJRT_NPROC` (or `NPROC`) set by you is left alone."""
     env = os.environ if env is None else env
     flags = env.get("XLA_FLAGS", "")
     devices = max((int(f.split("=", 1)[1]) for f in flags.split()
@@ -133,7 +138,7 @@ def ensure_cpu_collective_threads(env: dict[str, str] | None = None) -> int | No
                   default=1)
     if devices < 2 or env.get("PJRT_NPROC") or env.get("NPROC"):
         return None
-    threads = max(os.cpu_count() or 1, 4 * devices)
+    threads = max(os.cpu_count() or 1, devices, CPU_COLLECTIVE_THREADS)
     env["PJRT_NPROC"] = str(threads)
     return threads
 

@@ -2,12 +2,12 @@ import os
 
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-# XLA:CPU runs a program's independent collectives at once on a pool of max(cores, devices)
-# threads; with 8 simulated devices on 2 cores two collectives can fill it and deadlock (see
-# f2jax.distributed.ensure_cpu_collective_threads). Size it before JAX starts.
-os.environ.setdefault("PJRT_NPROC", "32")
+from f2jax.distributed import ensure_cpu_collective_threads
 
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# XLA:CPU's pool must outnumber the collectives the simulated devices can block in, or they
+# deadlock; size it before JAX starts, as `f2jax train` does (subprocesses inherit it).
+ensure_cpu_collective_threads()
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,19 @@ def pin_batch(x: jax.Array) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, PartitionSpec(BATCH_AXES, *([None] * (x.ndim - 1))))
 
 
+def gather_batch(x: jax.Array) -> jax.Array:
+    """x replicated on every device of the mesh set with `jax.set_mesh` (no mesh: unchanged).
+
+    For the in-batch loss: its passages are gathered once at full width, so the Matryoshka
+    widths slice a local copy instead of each all-gathering its own slice (and its gradient
+    is one reduce-scatter). Fewer collectives per step also keep XLA:CPU's simulated devices
+    clear of `f2jax.distributed.ensure_cpu_collective_threads`' pool limit.
+    """
+    if jax.sharding.get_abstract_mesh().empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, PartitionSpec())
+
+
 def embed_lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
     """table [V, E] rows at ids [B, T] -> [B, T, E], batch pinned like `pin_batch`.
 
@@ -68,6 +81,7 @@ def embed_lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
     if embed_axis not in (None, "fsdp") or vocab_axis not in (None, "tensor"):
         return pin_batch(jnp.take(table, ids, axis=0))
     split_vocab = vocab_axis is not None and mesh.shape["tensor"] > 1
+    embed_axis = embed_axis if embed_axis and mesh.shape[embed_axis] > 1 else None  # no 1-device collectives
     rows = table.shape[0] // mesh.shape["tensor"] if split_vocab else table.shape[0]
 
     def local(tab: jax.Array, idx: jax.Array) -> jax.Array:

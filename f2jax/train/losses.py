@@ -80,9 +80,9 @@ def _f32(x: jax.Array) -> jax.Array:
     return jnp.asarray(x).astype(jnp.float32)
 
 
-def _xent(logits: jax.Array, target_logit: jax.Array) -> jax.Array:
-    """Mean over rows of -log softmax(logits)[target]."""
-    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - target_logit)
+def _row_xent(logits: jax.Array, target_logit: jax.Array) -> jax.Array:
+    """Per row: -log softmax(logits)[target]."""
+    return jax.nn.logsumexp(logits, axis=-1) - target_logit
 
 
 def _grad_block_mask(batch: int, num_shards: int | None) -> jax.Array | None:
@@ -124,15 +124,18 @@ def inbatch_loss(
         raise ValueError(f"q and p must both be [B, d], got {q.shape} and {p.shape}")
     batch, width = q.shape
     mask = None if passage_gradient else _grad_block_mask(batch, num_shards)
-    total = jnp.zeros((), jnp.float32)
+    rows = jnp.zeros((batch,), jnp.float32)
     for dim, weight in _dims_and_weights(mrl_dims, width):
         qn, pn = l2_normalize(q[:, :dim]), l2_normalize(p[:, :dim])
         logits = jnp.matmul(qn, pn.T, precision=_HIGHEST) / temperature
+        own = pn  # the diagonal (own shard under the block rule) keeps its passage gradient
         if not passage_gradient:
             frozen = jnp.matmul(qn, jax.lax.stop_gradient(pn).T, precision=_HIGHEST) / temperature
             logits = frozen if mask is None else jnp.where(mask, logits, frozen)
-        total = total + weight * _xent(logits, jnp.diagonal(logits))
-    return total
+            own = jax.lax.stop_gradient(pn) if mask is None else pn
+        # the diagonal as a row-wise dot: no gather of a sharded [B, B] matrix
+        rows = rows + weight * _row_xent(logits, jnp.sum(qn * own, axis=-1) / temperature)
+    return jnp.mean(rows)  # one reduction over the (sharded) batch for all widths
 
 
 def hard_negative_loss(
@@ -153,12 +156,12 @@ def hard_negative_loss(
             f"expected q, p [B, d], negs [B, K, d]; got {q.shape} {p.shape} {negs.shape}"
         )
     cands = jnp.concatenate([p[:, None, :], negs], axis=1)  # [B, 1 + K, d]
-    total = jnp.zeros((), jnp.float32)
+    rows = jnp.zeros(q.shape[:1], jnp.float32)
     for dim, weight in _dims_and_weights(mrl_dims, q.shape[-1]):
         qn, cn = l2_normalize(q[:, :dim]), l2_normalize(cands[..., :dim])
         logits = jnp.einsum("bd,bkd->bk", qn, cn, precision=_HIGHEST) / temperature
-        total = total + weight * _xent(logits, logits[:, 0])
-    return total
+        rows = rows + weight * _row_xent(logits, logits[:, 0])
+    return jnp.mean(rows)
 
 
 def distill_loss(student: jax.Array, teacher: jax.Array) -> jax.Array:

@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 
 from f2jax.data.batch import Batch, PackedBatch
 from f2jax.encode import pooled
+from f2jax.model.partitioning import gather_batch
 from f2jax.sharding import batch_sharding
 from f2jax.train.losses import distill_loss, hard_negative_loss, inbatch_loss, l2_normalize
 from f2jax.train.state import TrainState
@@ -73,7 +74,7 @@ def objective(reps: tuple[jax.Array, ...], teacher_reps: tuple[jax.Array, ...] |
     q, p, n = reps
     hard = hard_negative_loss(q, p, n, temperature=spec.temperature, mrl_dims=spec.mrl_dims)
     zero = jnp.zeros((), jnp.float32)
-    ib = inbatch_loss(q, p, temperature=spec.temperature, mrl_dims=spec.mrl_dims,
+    ib = inbatch_loss(q, gather_batch(p), temperature=spec.temperature, mrl_dims=spec.mrl_dims,
                       passage_gradient=spec.passage_gradient) if inbatch else zero
     kd = zero
     if teacher_reps is not None:

@@ -67,10 +67,7 @@ def _command(run_dir: Path, overrides: list[str]) -> list[str]:
 
 
 def _env(cache: Path, devices: int = 8) -> dict[str, str]:
-    # PJRT_NPROC: enough XLA:CPU pool threads for concurrent collectives over the simulated
-    # devices (see f2jax.distributed.ensure_cpu_collective_threads; 8 threads could deadlock)
     return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            "PJRT_NPROC": str(4 * devices),
             "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
