@@ -11,6 +11,16 @@ ensure_cpu_collective_threads()
 
 
 @pytest.fixture(scope="session")
+def demo_tokenized(tmp_path_factory):
+    """The bundled demo data tokenised once at max length 64 (trainer, prune and report tests)."""
+    from f2jax.data import demo_data_dir, tokenize_sources
+
+    out = tmp_path_factory.mktemp("demo_tok")
+    tokenize_sources(demo_data_dir(), out, max_length=64, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
 def exported_tiny(tmp_path_factory):
     """(encoder, export_dir): a tiny random Qwen3 with the real tokenizer, loaded by f2jax and
     exported with `save_pretrained`; shared by the export and evaluation tests."""

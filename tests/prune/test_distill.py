@@ -12,12 +12,12 @@ from f2jax.train.trainer import Trainer
 from .conftest import DATA
 
 
-def test_distillation_lowers_the_student_teacher_mse(trained, prune_demo_data, tmp_path):
+def test_distillation_lowers_the_student_teacher_mse(trained, demo_tokenized, tmp_path):
     student = tmp_path / "student"
-    prune_checkpoint(trained, student, calibration=Calibration(data=prune_demo_data, batches=2, batch_size=8,
+    prune_checkpoint(trained, student, calibration=Calibration(data=demo_tokenized, batches=2, batch_size=8,
                                                                max_length=64),
                      dims={"hidden_size": 32, "num_hidden_layers": 3, "intermediate_size": 64})
-    overrides = [f"model.path={student}", "model.init=null", *DATA, f"data.path={prune_demo_data}",
+    overrides = [f"model.path={student}", "model.init=null", *DATA, f"data.path={demo_tokenized}",
                  f"teacher.path={trained}", "teacher.dtype=float32", "teacher.param_dtype=float32",
                  "teacher.weight=1.0", "train.steps=30", "train.lr=1e-3", "train.warmup_steps=3",
                  "train.eval_every=30", "train.eval_batches=2"]

@@ -31,13 +31,13 @@ def test_scores_round_trip_and_refuse_another_models_file(tmp_path, suffix):
         Scores.load(tmp_path / f"s{suffix}", other)
 
 
-def test_dropping_low_influence_layers_costs_less_than_random_layers(trained, prune_demo_data):
+def test_dropping_low_influence_layers_costs_less_than_random_layers(trained, demo_tokenized):
     """On a model trained on the demo data, the two layers of least block influence raise the
     held-out contrastive loss less than two random layers do, on average over seeds."""
     cfg, tensors = read_checkpoint(trained)
     forward = Forward(cfg, tensors, data_mesh())
-    calib = calibration_batches(prune_demo_data, trained, batches=4, batch_size=8, max_length=64)
-    held = calibration_batches(prune_demo_data, trained, batches=6, batch_size=8, max_length=64,
+    calib = calibration_batches(demo_tokenized, trained, batches=4, batch_size=8, max_length=64)
+    held = calibration_batches(demo_tokenized, trained, batches=6, batch_size=8, max_length=64,
                                split="validation", holdout=0.05)
     assert len({b.source for b in held}) == 3
     scores = score(forward, calib)

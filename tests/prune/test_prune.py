@@ -23,8 +23,8 @@ DIMS = {"hidden_size": 48, "num_hidden_layers": 2, "intermediate_size": 96}
 
 
 @pytest.fixture(scope="module")
-def calib(prune_demo_data):
-    return Calibration(data=prune_demo_data, batches=2, batch_size=8, max_length=64)
+def calib(demo_tokenized):
+    return Calibration(data=demo_tokenized, batches=2, batch_size=8, max_length=64)
 
 
 @pytest.fixture(scope="module")

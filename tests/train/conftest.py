@@ -1,4 +1,5 @@
-"""A tokenised copy of the bundled demo data and a tiny-model config, shared by trainer tests."""
+"""A tiny-model config over the tokenised demo data (`demo_tokenized`, tests/conftest.py),
+shared by trainer tests."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ TINY_MODEL = [
     "data.max_length=64", "data.buckets=[64]", "data.global_batch_size=8",
     "train.eval_every=0", "train.log_every=1", "train.warmup_steps=1", "checkpoint.every=0",
 ]
-
-
-@pytest.fixture(scope="session")
-def demo_tokenized(tmp_path_factory):
-    from f2jax.data import demo_data_dir, tokenize_sources
-
-    out = tmp_path_factory.mktemp("demo_tok")
-    tokenize_sources(demo_data_dir(), out, max_length=64, workers=1)
-    return out
 
 
 @pytest.fixture
