@@ -290,7 +290,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"],
                    help="transformers attention kernel (auto: flash_attention_2 where installed, else sdpa)")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch baseline")
-    p.add_argument("--packing", action="store_true", help="packed sequences (not available yet: raises)")
+    p.add_argument("--packing", action="store_true",
+                   help="f2jax packs the texts into rows of --length (data.packing) instead of length buckets")
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_train)

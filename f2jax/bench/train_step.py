@@ -65,16 +65,6 @@ def shape_dims(shape: str | None = None, **overrides: int | None) -> dict[str, i
     return {**base, **{k: int(v) for k, v in overrides.items() if v is not None}}
 
 
-def check_packing() -> None:
-    """Hook for sequence packing: raises until `f2jax.data.batch.PackedBatch` and a packed step exist."""
-    import f2jax.data.batch as batch_mod
-
-    if not hasattr(batch_mod, "PackedBatch"):
-        raise NotImplementedError("--packing: not available yet (f2jax.data.batch has no PackedBatch)")
-    raise NotImplementedError("--packing: f2jax.data.batch.PackedBatch exists, but the benchmark's "
-                              "packed step is not wired in yet (f2jax/bench/train_step.py)")
-
-
 def _memory_analysis(compiled: Any) -> dict[str, int | None]:
     """XLA's compiled-step buffer sizes per device (None where the backend reports none)."""
     try:
@@ -182,14 +172,19 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
     in f2jax and bf16 autocast in torch (`"auto"`: bf16 on a GPU, else float32); `remat != "none"`
     also turns on torch's per-layer gradient checkpointing; `attn` is the transformers kernel
     (`"auto"`: flash-attention-2 where installed, else sdpa). `warmup` untimed steps follow the
-    first (reported) step. `torch=False` skips the PyTorch side (f2jax's own random init)."""
+    first (reported) step. `torch=False` skips the PyTorch side (f2jax's own random init).
+    `packing=True`: f2jax packs the same texts into rows of `length` (`f2jax.data.packing`, as
+    `data.packing` does) instead of padding each field to its bucket; PyTorch still pads each
+    group to its own longest text, as the reference does."""
     import functools
 
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
+    from f2jax.bench.flops import train_flops
     from f2jax.data.batch import Batch
+    from f2jax.data.packing import pack_batch
     from f2jax.model.attention import resolve_attention
     from f2jax.model.qwen3 import ModelOptions
     from f2jax.train.losses import mrl_dims
@@ -199,8 +194,6 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if packing:
-        check_packing()
     check_lengths_mode(lengths)
     dims = shape_dims(shape, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                       intermediate=intermediate, vocab=vocab)
@@ -221,7 +214,8 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
         torch_mod.set_num_threads(threads)
     batch_np = make_batch(np.random.default_rng(seed), batch, negatives, length, dims["vocab"], lengths)
     f2jax_np = bucketed(batch_np, length)
-    real_tokens, padded_tokens = Batch(**f2jax_np).token_counts()
+    host_batch = pack_batch(Batch(**f2jax_np), length) if packing else Batch(**f2jax_np)
+    real_tokens, padded_tokens = host_batch.token_counts()
     mdims = mrl_dims(dims["hidden"])
 
     model, hf_model = _build_model(dims, opts, length=length, attn=torch_attn, seed=seed, workdir=workdir)
@@ -232,7 +226,7 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
 
     tx = make_optimizer(make_schedule("constant", peak_lr=lr, warmup_steps=0, total_steps=steps + warmup + 1))
     state = TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32))
-    arrays = Batch(**{k: jnp.asarray(v) for k, v in f2jax_np.items()})
+    arrays = jax.tree.map(jnp.asarray, host_batch)
     fn = functools.partial(train_step, graphdef=graphdef, tx=tx, spec=LossSpec(mrl_dims=mdims), inbatch=True)
     t0 = time.perf_counter()
     compiled = jax.jit(fn, donate_argnums=0).lower(state, arrays, None).compile()
@@ -278,6 +272,7 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
         "shape": shape or "tiny", **dims, "batch": batch, "negatives": negatives, "length": length,
         "lengths": lengths, "sequences": batch * (2 + negatives), "real_tokens": real_tokens,
         "padded_tokens": padded_tokens,
+        "packing": packing, "packed_rows": int(np.shape(host_batch.ids)[0]) if packing else None,
         "padded_widths": ",".join(str(f2jax_np[f"{f}_mask"].shape[-1]) for f in _FIELDS),
         "mrl_dims": ",".join(map(str, mdims)), "param_dtype": param_dtype, "dtype": dtype,
         "attention": attention, "attention_kernel": kernel, "remat": remat, "steps_timed": steps,
@@ -292,8 +287,13 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
         r.update(_torch_figures(torch_step, first["torch"], times["torch"], last["torch"], r, on_gpu=on_gpu,
                                 threads=torch_mod.get_num_threads(), attn=torch_attn))
     torch_fields = _lengths(torch_step.arrays) if torch_step is not None else None
-    r.update(flops_report(cfg, _lengths(f2jax_np), torch_fields, remat=remat, kernel=kernel, seconds=med,
+    f2jax_fields = _lengths(f2jax_np)
+    if packing:  # the texts' real lengths, computed as R rows of `length`
+        f2jax_fields = {f: (n, length) for f, (n, _) in f2jax_fields.items()}
+    r.update(flops_report(cfg, f2jax_fields, torch_fields, remat=remat, kernel=kernel, seconds=med,
                           device_kind=device_kind))
+    if packing:
+        r["model_flops_per_step_padded"] = train_flops(cfg, np.full(r["packed_rows"], length))
     r.update(_ratios(r))
     return r
 

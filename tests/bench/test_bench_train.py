@@ -8,7 +8,7 @@ import pytest
 from f2jax.bench.cli import add_bench_parser
 from f2jax.bench.lengths import bucketed, check_lengths_mode, make_batch, sample_lengths
 from f2jax.bench.step_memory import CPU_FAITHFUL_FLAG, _child_env, bench_step_memory, paper_estimate
-from f2jax.bench.train_step import bench_train_step, check_packing, shape_dims, torch_mrl_weights
+from f2jax.bench.train_step import bench_train_step, shape_dims, torch_mrl_weights
 from f2jax.train.losses import mrl_weights
 
 TINY = dict(hidden=32, layers=1, heads=4, kv_heads=2, head_dim=8, intermediate=64, vocab=512)
@@ -60,9 +60,17 @@ def test_shape_presets_and_overrides():
         shape_dims("2b")
 
 
-def test_packing_hook_raises_until_available():
-    with pytest.raises(NotImplementedError, match="packing"):
-        check_packing()
+def test_packed_train_step_matches_torch_on_fewer_computed_tokens():
+    """f2jax packed (rows of `length`) vs PyTorch padded per group: same texts, same loss."""
+    common = dict(**TINY, batch=4, negatives=3, length=64, lengths="demo", steps=1)
+    packed = bench_train_step(**common, packing=True)
+    padded = bench_train_step(**common, torch=False)
+    assert packed["first_loss_rel_diff"] <= 1e-4, (packed["f2jax_first_loss"], packed["torch_first_loss"])
+    assert packed["first_grad_norm_rel_diff"] <= 1e-4
+    assert packed["real_tokens"] == padded["real_tokens"]
+    assert packed["padded_tokens"] == packed["packed_rows"] * 64 < padded["padded_tokens"]
+    assert packed["model_flops_per_step_real"] == padded["model_flops_per_step_real"]
+    assert packed["model_flops_per_step_padded"] < padded["model_flops_per_step_padded"]
 
 
 def test_torch_mrl_weights_match_f2jax():
