@@ -131,9 +131,6 @@ def check_packing(cfg: RunConfig) -> None:
                           "every text must fit one packed row")
     if not d.packing:
         return
-    if cfg.train.grad_accum > 1:
-        raise ConfigError("data.packing=true does not support train.grad_accum > 1 yet (GradCache splits "
-                          "batches by rows); use train.grad_accum=1 or data.packing=false")
     for key, section in (("model", cfg.model), ("teacher", cfg.teacher if cfg.teacher.path else None)):
         if section is not None and section.attention == "cudnn":
             raise ConfigError(f"{key}.attention: cudnn cannot take packed batches; use data.packing=false or "

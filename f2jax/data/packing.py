@@ -89,29 +89,59 @@ def rows_needed(lengths_per_slice: Sequence[np.ndarray], capacity: int, multiple
     return row_bucket(most, multiple)
 
 
+def micro_texts(b: int, k: int, micro: int, j: int) -> np.ndarray:
+    """Indices into a slice's [queries, positives, negatives] (b, b, b·k texts) of micro-batch j:
+    the queries i ≡ j (mod micro), their positives and their k negatives (GradCache's strided
+    split, `f2jax.train.step._micro`)."""
+    i = np.arange(j, b, micro)
+    negs = (b + b + i[:, None] * k + np.arange(k)).reshape(-1)
+    return np.concatenate([i, b + i, negs])
+
+
+def micro_rows_needed(lengths_per_slice: Sequence[np.ndarray], b: int, k: int, capacity: int,
+                      multiple: int = 1, micro: int = 1) -> int:
+    """Rows per slice when each of `micro` micro-batches is packed into rows of its own: micro ×
+    the bucket of the largest FFD row count over every (slice, micro-batch). `lengths_per_slice`
+    hold each slice's [queries, positives, negatives] lengths (b, b, b·k)."""
+    parts = [np.asarray(lengths)[micro_texts(b, k, micro, j)] for lengths in lengths_per_slice
+             for j in range(micro)]
+    return micro * rows_needed(parts, capacity, multiple)
+
+
 def pack_texts(queries: Sequence[np.ndarray], passages: Sequence[np.ndarray],
                negatives: Sequence[np.ndarray], k: int, *, length: int, rows: int, pad_id: int,
-               row_offset: int = 0, teacher: dict[str, np.ndarray] | None = None) -> PackedBatch:
+               row_offset: int = 0, teacher: dict[str, np.ndarray] | None = None, micro: int = 1) -> PackedBatch:
     """One slice's b queries, b positives and b·k negatives (row-major) packed into `rows` rows.
 
     Index arrays hold the global row (`row_offset` + local row) and the column of each text's
-    last token: queries [b, 2], passages [b, 2], negatives [b, k, 2]."""
+    last token: queries [b, 2], passages [b, 2], negatives [b, k, 2].
+
+    `micro` > 1 (GradCache with `train.grad_accum`): micro-batch j (queries i ≡ j mod micro,
+    with their positives and negatives) is packed into rows of its own, local rows r ≡ j
+    (mod micro), so the step's strided split of rows and of queries gives each micro-batch
+    exactly its texts; its index rows then count within the micro-batch (global row // micro)."""
     seqs = [*queries, *passages, *negatives]
     lengths = np.asarray([len(s) for s in seqs], np.int64)
-    row, col, used = ffd_layout(lengths, length)
-    if used > rows:
-        raise ValueError(f"{len(seqs)} texts need {used} rows of {length}, only {rows} given")
-    ids, seg, pos = pack_rows(seqs, row, col, rows, length, pad_id)
-    index = np.stack([row + row_offset, col + lengths - 1], axis=-1).astype(np.int32)
     b = len(queries)
+    if rows % micro or b % micro:
+        raise ValueError(f"rows ({rows}) and queries ({b}) must be divisible by micro-batches ({micro})")
+    row, col = np.zeros(len(seqs), np.int64), np.zeros(len(seqs), np.int64)
+    for j in range(micro):
+        texts = micro_texts(b, k, micro, j)
+        r, c, used = ffd_layout(lengths[texts], length)
+        if used > rows // micro:
+            raise ValueError(f"{len(texts)} texts need {used} rows of {length}, only {rows // micro} given")
+        row[texts], col[texts] = r * micro + j, c
+    ids, seg, pos = pack_rows(seqs, row, col, rows, length, pad_id)
+    index = np.stack([(row + row_offset) // micro, col + lengths - 1], axis=-1).astype(np.int32)
     return PackedBatch(ids=ids, segment_ids=seg, positions=pos, query_index=index[:b],
                        passage_index=index[b : 2 * b], negative_index=index[2 * b :].reshape(b, k, 2),
                        **(teacher or {}))
 
 
-def pack_batch(batch: Batch, length: int | None = None, row_multiple: int = 1) -> PackedBatch:
+def pack_batch(batch: Batch, length: int | None = None, row_multiple: int = 1, micro: int = 1) -> PackedBatch:
     """A padded numpy `Batch` (one process) as a `PackedBatch` of the same texts, e.g. for
-    benchmarks and tests; `length` defaults to the widest padded text."""
+    benchmarks and tests; `length` defaults to the widest padded text; `micro` as in `pack_texts`."""
     def unpad(ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         ids, mask = np.asarray(ids), np.asarray(mask)
         ids, mask = ids.reshape(-1, ids.shape[-1]), mask.reshape(-1, mask.shape[-1])
@@ -122,11 +152,12 @@ def pack_batch(batch: Batch, length: int | None = None, row_multiple: int = 1) -
     n = unpad(batch.negative_ids, batch.negative_mask)
     length = length or max(np.shape(batch.query_ids)[-1], np.shape(batch.passage_ids)[-1],
                            np.shape(batch.negative_ids)[-1])
-    rows = rows_needed([np.asarray([len(s) for s in (*q, *p, *n)])], length, row_multiple)
+    lengths = np.asarray([len(s) for s in (*q, *p, *n)])
+    rows = micro_rows_needed([lengths], b, k, length, row_multiple, micro)
     teacher = None
     if batch.teacher is not None:
         teacher = dict(zip(("teacher_query", "teacher_passage", "teacher_negative"), batch.teacher, strict=True))
-    return pack_texts(q, p, n, k, length=length, rows=rows, pad_id=0, teacher=teacher)
+    return pack_texts(q, p, n, k, length=length, rows=rows, pad_id=0, teacher=teacher, micro=micro)
 
 
 def packing_efficiency(lengths: np.ndarray, length: int, multiple: int = 1) -> tuple[int, int]:

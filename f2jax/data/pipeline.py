@@ -10,7 +10,8 @@ so every host pads identically without reading the other hosts' records.
 With packing (`pack_length`), each process packs its own slice of texts into its own rows
 (f2jax.data.packing); the row count comes from the FFD layouts of *every* slice, computed from
 the same global length arrays, so all hosts agree on R without exchanging anything, and the
-last-token indices name global rows (process p owns rows [p·R, (p+1)·R)).
+last-token indices name global rows (process p owns rows [p·R, (p+1)·R)). With GradCache
+(`micro` > 1) each micro-batch is packed apart, into every micro-th row.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from jax.sharding import Mesh
 
 from f2jax.data import schedule
 from f2jax.data.batch import Batch, HostBatch, PackedBatch, bucket_for, length_buckets, pad_sequences
-from f2jax.data.packing import clip, pack_texts, rows_needed
+from f2jax.data.packing import clip, micro_rows_needed, pack_texts
 from f2jax.data.store import SourceIndex, TokenizedStore
 from f2jax.data.tasks import DEFAULT_NEGATIVES, INBATCH
 from f2jax.data.teacher import TeacherEmbeddings
@@ -96,14 +97,14 @@ class BatchBuilder:
     def __init__(self, store: TokenizedStore, plan, *, seed: int, max_length: int,
                  buckets: Sequence[int], negatives: dict[str, int], instructions: bool,
                  process_index: int, process_count: int, teacher: TeacherEmbeddings | None = None,
-                 pack_length: int | None = None, row_multiple: int = 1):
+                 pack_length: int | None = None, row_multiple: int = 1, micro: int = 1):
         self.store, self.plan, self.seed, self.teacher = store, plan, seed, teacher
         self.sources: list[SourceIndex] = list(store.sources.values())
         self.max_length, self.buckets = max_length, tuple(sorted(buckets))
         self.negatives, self.instructions = negatives, instructions
         self.p, self.P = process_index, process_count
         self.pad_id, self.eos_id = store.meta["pad_id"], store.meta["eos_id"]
-        self.pack_length, self.row_multiple = pack_length, row_multiple
+        self.pack_length, self.row_multiple, self.micro = pack_length, row_multiple, micro
 
     def _use_instruction(self, src: SourceIndex) -> bool:
         return self.instructions and bool(src.instruction)
@@ -161,11 +162,11 @@ class BatchBuilder:
         b, cap = len(qlen) // self.P, self.max_length
         slices = [np.minimum(np.concatenate([qlen[j * b:(j + 1) * b], plen[j * b:(j + 1) * b],
                                              nlen[j * b:(j + 1) * b].ravel()]), cap) for j in range(self.P)]
-        rows = rows_needed(slices, self.pack_length, self.row_multiple)
+        rows = micro_rows_needed(slices, b, k, self.pack_length, self.row_multiple, self.micro)
         q = [clip(s, cap, self.eos_id) for s in queries]
         d = [clip(s, cap, self.eos_id) for s in docs]
         return pack_texts(q, d[:b], d[b:], k, length=self.pack_length, rows=rows, pad_id=self.pad_id,
-                          row_offset=self.p * rows, teacher=teacher)
+                          row_offset=self.p * rows, teacher=teacher, micro=self.micro)
 
 
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -195,6 +196,7 @@ def make_dataset(
     teacher_embeddings: bool = False,
     pack_length: int | None = None,
     row_multiple: int = 1,
+    micro: int = 1,
 ) -> grain.MapDataset:
     """A `grain.MapDataset` whose element i is step i's local batch (see module docstring).
 
@@ -203,7 +205,9 @@ def make_dataset(
     `teacher_negative` [b, K, H].
 
     `pack_length=T` (>= max_length) packs each step's texts into rows of T (a `PackedBatch`),
-    R per process a multiple of `row_multiple` (the data-parallel shards per process)."""
+    R per process a multiple of `row_multiple` (the data-parallel shards per process); with
+    `micro=k` (GradCache, `train.grad_accum`) each of the k micro-batches gets rows of its own
+    (`f2jax.data.packing.pack_texts`)."""
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
     p, P = _processes(process_index, process_count)
@@ -244,7 +248,7 @@ def make_dataset(
     builder = BatchBuilder(store, plan, seed=seed, max_length=max_length, buckets=buckets,
                            negatives=negatives, instructions=instructions,
                            process_index=p, process_count=P, teacher=teacher,
-                           pack_length=pack_length, row_multiple=row_multiple)
+                           pack_length=pack_length, row_multiple=row_multiple, micro=micro)
     ds = grain.MapDataset.range(steps).map(builder)
     ds.steps_per_epoch = getattr(plan, "steps_per_epoch", steps)  # for schedulers and logs
     return ds

@@ -71,15 +71,17 @@ class Run:
         return self.dataset if name == "train" else run_dataset(self.cfg, self.data_dir, name)
 
 
-def pack_args(cfg: RunConfig) -> dict[str, Any]:
-    """`make_dataset` packing arguments: row length, and rows per process a multiple of this
-    process's share of the batch shards (data × fsdp), so the packed batch dim shards."""
+def pack_args(cfg: RunConfig, split: str = "train") -> dict[str, Any]:
+    """`make_dataset` packing arguments: row length, rows per process a multiple of this
+    process's share of the batch shards (data × fsdp), so the packed batch dim shards, and for
+    the train split one set of rows per GradCache micro-batch (`train.grad_accum`)."""
     if not cfg.data.packing:
         return {}
     m = cfg.mesh
     data, fsdp, _ = resolve_mesh_shape(m.data, m.fsdp, m.tensor, jax.device_count())
     return {"pack_length": cfg.data.pack_length or cfg.data.max_length,
-            "row_multiple": max(1, data * fsdp // jax.process_count())}
+            "row_multiple": max(1, data * fsdp // jax.process_count()),
+            "micro": cfg.train.grad_accum if split == "train" else 1}  # the eval step takes whole batches
 
 
 def run_dataset(cfg: RunConfig, data_dir: Path, split: str) -> grain.MapDataset:
@@ -88,7 +90,7 @@ def run_dataset(cfg: RunConfig, data_dir: Path, split: str) -> grain.MapDataset:
                         max_length=d.max_length, buckets=d.buckets, negatives=d.negatives, split=split,
                         instructions=d.instructions, holdout=d.holdout,
                         max_rows_per_source=d.max_rows_per_source, teacher_embeddings=cfg.teacher.embeddings,
-                        **pack_args(cfg))
+                        **pack_args(cfg, split))
 
 
 def has_checkpoints(run_dir: epath.Path) -> bool:

@@ -116,10 +116,7 @@ def teacher_reps(teacher: tuple[nnx.GraphDef, Params] | None, batch: Batch, k: i
 
 def loss_and_grads(graphdef: nnx.GraphDef, params: Params, batch: Batch, teacher: Any,
                    spec: LossSpec, inbatch: bool) -> tuple[dict[str, jax.Array], Params]:
-    k = spec.grad_accum
-    if k > 1 and isinstance(batch, PackedBatch):
-        raise ValueError("train.grad_accum > 1 (GradCache) cannot split packed batches; use "
-                         "data.packing=false or train.grad_accum=1")
+    k = spec.grad_accum  # packed batches come with one set of rows per micro-batch (`pack_texts`)
     t_reps = teacher_reps(teacher, batch, k)
     batch = batch.without_teacher()
     if k == 1:

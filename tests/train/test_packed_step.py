@@ -1,5 +1,5 @@
 """Packed batches in the step: the same embeddings, loss and gradients as the padded batch of
-the same texts; GradCache refuses them."""
+the same texts, also through GradCache (each micro-batch packed into rows of its own)."""
 
 from __future__ import annotations
 
@@ -69,8 +69,20 @@ def test_packed_and_padded_give_same_loss_and_gradients(model):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * max(1.0, float(np.abs(a).max())))
 
 
-def test_gradcache_refuses_packed_batches(model):
+@pytest.mark.parametrize("k", [2, 4])
+def test_gradcache_on_micro_packed_rows_equals_the_whole_padded_batch(model, k):
     graphdef, params = model
-    packed = jax.tree.map(jnp.asarray, pack_batch(make_batch(2), 16))
-    with pytest.raises(ValueError, match="grad_accum"):
-        loss_and_grads(graphdef, params, packed, None, LossSpec(grad_accum=2), True)
+    batch = make_batch(2)
+    packed = pack_batch(batch, 16, row_multiple=2, micro=k)
+    assert packed.ids.shape[0] % (2 * k) == 0
+    spec = LossSpec(mrl_dims=mrl_dims(CFG.hidden_size))
+    whole = jax.jit(lambda p, b: loss_and_grads(graphdef, p, b, None, spec, True))
+    micro = jax.jit(lambda p, b: loss_and_grads(graphdef, p, b, None, LossSpec(mrl_dims=spec.mrl_dims,
+                                                                                 grad_accum=k), True))
+    with jax.default_matmul_precision("highest"):
+        m1, g1 = whole(params, jax.tree.map(jnp.asarray, batch))
+        m2, g2 = micro(params, jax.tree.map(jnp.asarray, packed))
+    for key in m1:
+        np.testing.assert_allclose(float(m2[key]), float(m1[key]), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5 * max(1.0, float(np.abs(a).max())))
