@@ -83,6 +83,7 @@ def test_killed_peer_ends_the_other_with_one_clear_line(victim):
     assert f"coordinator 127.0.0.1:{port}" in line and "2 processes expected" in line
     assert f"heartbeat timeout {heartbeat} s" in line
     assert detected_s < 4 * heartbeat + 30
+    print(f"victim {victim}: survivor exited {detected_s:.2f} s after the kill")  # -s shows it
 
 
 def test_missing_peer_at_start_fails_within_the_timeout():
