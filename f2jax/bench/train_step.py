@@ -87,9 +87,10 @@ def _lengths(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]
 
 def flops_report(cfg: Any, f2jax_fields: dict[str, tuple[np.ndarray, int]],
                  torch_fields: dict[str, tuple[np.ndarray, int]] | None, *, remat: str, kernel: str,
-                 seconds: dict[str, float], device_kind: str) -> dict[str, Any]:
+                 seconds: dict[str, float], device_kind: str, packed_rows: int | None = None) -> dict[str, Any]:
     """Model FLOPs per step (real and padded), hardware FLOPs with remat recompute, and per side
-    TFLOP/s, MFU (model FLOPs on real tokens) and HFU (hardware FLOPs on real tokens) vs the peak."""
+    TFLOP/s, MFU (model FLOPs on real tokens) and HFU (hardware FLOPs on real tokens) vs the peak.
+    `packed_rows`: f2jax computed that many rows of each field's width instead of padded fields."""
     from f2jax.bench.flops import FLOPS_NOTE, hardware_train_flops, peak_bf16_flops, train_flops
     from f2jax.model.attention import CHUNK_QUERIES
 
@@ -97,7 +98,9 @@ def flops_report(cfg: Any, f2jax_fields: dict[str, tuple[np.ndarray, int]],
     real = train_flops(cfg, real_lengths)
     out: dict[str, Any] = {
         "model_flops_per_step_real": real,
-        "model_flops_per_step_padded": sum(train_flops(cfg, np.full(n.shape, w)) for n, w in f2jax_fields.values()),
+        "model_flops_per_step_padded": (
+            train_flops(cfg, np.full(packed_rows, max(w for _, w in f2jax_fields.values()))) if packed_rows
+            else sum(train_flops(cfg, np.full(n.shape, w)) for n, w in f2jax_fields.values())),
         "flops_note": FLOPS_NOTE, "device_kind": device_kind, "peak_bf16_flops": peak_bf16_flops(device_kind)}
     out["f2jax_hardware_flops_per_step"] = sum(
         hardware_train_flops(cfg, n, remat=remat, attention_recomputed=kernel == "chunked" and w > CHUNK_QUERIES)
@@ -182,7 +185,6 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
     import jax.numpy as jnp
     from flax import nnx
 
-    from f2jax.bench.flops import train_flops
     from f2jax.data.batch import Batch
     from f2jax.data.packing import pack_batch
     from f2jax.model.attention import resolve_attention
@@ -291,9 +293,7 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
     if packing:  # the texts' real lengths, computed as R rows of `length`
         f2jax_fields = {f: (n, length) for f, (n, _) in f2jax_fields.items()}
     r.update(flops_report(cfg, f2jax_fields, torch_fields, remat=remat, kernel=kernel, seconds=med,
-                          device_kind=device_kind))
-    if packing:
-        r["model_flops_per_step_padded"] = train_flops(cfg, np.full(r["packed_rows"], length))
+                          device_kind=device_kind, packed_rows=r["packed_rows"]))
     r.update(_ratios(r))
     return r
 
