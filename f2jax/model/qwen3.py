@@ -35,6 +35,23 @@ def as_dtype(name: str | Any) -> Any:
 _init = nnx.initializers.normal(0.02)
 
 
+def token_major_dot(lhs: jax.Array, rhs: jax.Array, dimension_numbers: Any, **kwargs: Any) -> jax.Array:
+    """`lax.dot_general` of [..., in] x [in, out] with the leading axes merged into one token axis.
+
+    The weight gradient then contracts one axis (tokens) instead of (batch, time). XLA:CPU's
+    dot canonicaliser lowers a two-axis contraction to a strided transpose fused into the
+    elementwise producer (the SwiGLU gradient), ~25 ns per element, a fifth of the tiny train
+    step; merged, the dot reads both operands in place. The merge is a bitcast, and GPU/TPU
+    compilers flatten the same way themselves, so other backends compute the same program."""
+    (lhs_contract, rhs_contract), batch = dimension_numbers
+    if lhs.ndim <= 2 or batch != ((), ()) or tuple(lhs_contract) != (lhs.ndim - 1,):
+        return jax.lax.dot_general(lhs, rhs, dimension_numbers, **kwargs)
+    lead = lhs.shape[:-1]
+    flat = jax.lax.dot_general(lhs.reshape(-1, lhs.shape[-1]), rhs,
+                               (((1,), tuple(rhs_contract)), ((), ())), **kwargs)
+    return flat.reshape(*lead, flat.shape[-1])
+
+
 class RMSNorm(nnx.Module):
     """RMSNorm computed in float32, scaled in the compute dtype (as transformers does)."""
 
@@ -54,8 +71,8 @@ def _linear(n_in: int, n_out: int, bias: bool, opts: ModelOptions, rngs: nnx.Rng
     """A Linear whose kernel [in, out] and bias [out] carry their logical axes."""
     return nnx.Linear(
         n_in, n_out, use_bias=bias, dtype=as_dtype(opts.dtype),
-        param_dtype=as_dtype(opts.param_dtype), kernel_init=_init, rngs=rngs,
-        kernel_metadata=axes(*kernel_axes), bias_metadata=axes(bias_axis),
+        param_dtype=as_dtype(opts.param_dtype), kernel_init=_init, dot_general=token_major_dot,
+        rngs=rngs, kernel_metadata=axes(*kernel_axes), bias_metadata=axes(bias_axis),
     )
 
 
