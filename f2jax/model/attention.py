@@ -2,10 +2,12 @@
 
 `auto`: resolved once per backend (`resolve_attention`, logged): `splash` on TPU, `cudnn` on GPU
 where cuDNN takes the dtype and shapes (bfloat16/float16 compute), else `xla`.
-`xla`: explicit einsum + masked softmax (float32 logits); holds [B, H, T, T] logits per layer.
-`chunked`: the same math over blocks of `CHUNK_QUERIES` queries (`lax.map` of a rematerialised
-block, keys complete per block, so the softmax is exact): a layer holds [B, H, block, T] at a
-time, backward included. Equal to `xla` to float32 rounding; for long sequences on any backend.
+`xla`: explicit einsum + masked softmax (float32 logits), block-causal: query blocks of 64+
+(at most 16 blocks) each attend only the keys up to their end, so the upper triangle of
+[T, T] is never computed; holds about half of [B, H, T, T] logits per layer for the backward.
+`chunked`: the same over rematerialised blocks of `CHUNK_QUERIES` queries: a layer holds
+[B, H, block, <= T] at a time, backward included. Equal to `xla` to float32 rounding; for
+long sequences on any backend.
 `dot_product`: `jax.nn.dot_product_attention` with its default implementation (XLA in this JAX),
 padding passed as per-row lengths.
 `cudnn`: the same call forced onto cuDNN flash attention (GPU, bfloat16/float16 only).
@@ -38,6 +40,7 @@ from f2jax.model.options import ATTENTION_IMPLS, AttentionImpl, check_choice
 log = logging.getLogger(__name__)
 
 CHUNK_QUERIES = 256  # queries per block of the `chunked` kernel ([B, H, 256, T] logits at a time)
+XLA_MIN_BLOCK, XLA_MAX_BLOCKS = 64, 16  # the `xla` kernel's query blocks (`xla_block`)
 SPLASH_BLOCK = 512  # splash q/kv block (clipped to the 128-rounded sequence length)
 _CUDNN_DTYPES = ("bfloat16", "float16")
 
@@ -160,39 +163,45 @@ def _masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Arr
     return out.reshape(b, tq, hq, d).astype(v.dtype)
 
 
+def xla_block(t: int) -> int:
+    """Queries per block of the `xla` kernel at length t: at least `XLA_MIN_BLOCK`, at most
+    `XLA_MAX_BLOCKS` blocks (so the unrolled program stays small at long T)."""
+    return max(XLA_MIN_BLOCK, -(-t // XLA_MAX_BLOCKS))
+
+
+def block_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None,
+                           segment_ids: jax.Array | None, block: int, remat: bool) -> jax.Array:
+    """Masked attention over query blocks [s, e), each against keys [0, e) only.
+
+    Causality hides every later key, so the blocks above the diagonal are never computed:
+    (n + 1) / 2n of the full [T, T] work and logits for n blocks, exact (each block's softmax
+    sees all the keys it may see). Small blocks also keep each block's logits in cache, which
+    on CPU is worth as much as the skipped work. `remat`: each block is rematerialised
+    (`jax.checkpoint`), so the backward holds one block's logits instead of all of them."""
+    t = q.shape[1]
+    one = jax.checkpoint(_masked_attention) if remat else _masked_attention
+    outs = []
+    for s in range(0, t, block):
+        e = min(s + block, t)
+        segs = () if segment_ids is None else (segment_ids[:, s:e], segment_ids[:, :e])
+        outs.append(one(q[:, s:e], k[:, :e], v[:, :e], lengths, jnp.arange(s, e), *segs))
+    return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
+
+
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None,
-                  segment_ids: jax.Array | None = None) -> jax.Array:
+                  segment_ids: jax.Array | None = None, block: int | None = None) -> jax.Array:
     """q [B, T, Hq, D]; k, v [B, T, Hkv, D]; lengths [B] real tokens per row, or segment_ids
-    [B, T] of packed rows -> [B, T, Hq, D]."""
-    return _masked_attention(q, k, v, lengths, jnp.arange(q.shape[1]), segment_ids, segment_ids)
+    [B, T] of packed rows -> [B, T, Hq, D]. Block-causal (`block_causal_attention`, blocks of
+    `xla_block(T)` queries unless given), logits kept for the backward."""
+    block = block or xla_block(q.shape[1])
+    return block_causal_attention(q, k, v, lengths, segment_ids, block, remat=False)
 
 
 def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None,
                       block: int = CHUNK_QUERIES, segment_ids: jax.Array | None = None) -> jax.Array:
-    """`xla_attention` over query blocks: [B, H, block, T] logits live at a time, backward included.
-
-    Each block sees every key, so its softmax is exact; the block is rematerialised
-    (`jax.checkpoint`), so the map's backward recomputes its logits instead of stacking them.
-    """
-    b, t, hq, d = q.shape
-    if t <= block:
-        return xla_attention(q, k, v, lengths, segment_ids)
-    n = -(-t // block)
-    qp = jnp.pad(q, ((0, 0), (0, n * block - t), (0, 0), (0, 0)))  # padded query rows are dropped
-    blocks = jnp.moveaxis(qp.reshape(b, n, block, hq, d), 1, 0)
-    starts = jnp.arange(n) * block
-    seg = jnp.zeros((b, t), jnp.int32) if segment_ids is None else segment_ids
-    seg_blocks = jnp.moveaxis(jnp.pad(seg, ((0, 0), (0, n * block - t))).reshape(b, n, block), 1, 0)
-
-    @jax.checkpoint
-    def one(args: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
-        qb, start, sb = args
-        if segment_ids is None:
-            return _masked_attention(qb, k, v, lengths, start + jnp.arange(block))
-        return _masked_attention(qb, k, v, None, start + jnp.arange(block), sb, segment_ids)
-
-    out = jax.lax.map(one, (blocks, starts, seg_blocks))
-    return jnp.moveaxis(out, 0, 1).reshape(b, n * block, hq, d)[:, :t]
+    """Block-causal attention over rematerialised blocks of `block` queries: the backward
+    recomputes one block's [B, H, block, <= T] logits at a time instead of keeping them."""
+    return block_causal_attention(q, k, v, lengths, segment_ids, block, remat=True)
 
 
 def fused_attention(

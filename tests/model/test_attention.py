@@ -35,6 +35,20 @@ def _inputs(b: int, t: int, hq: int, hkv: int, d: int, seed: int = 0):
     return q, k, v, lengths, w
 
 
+def dense_reference(q, k, v, lengths):
+    """Full [T, T] causal softmax attention over each row's real keys, written out for the tests
+    alone (padded query rows see the real keys, so they stay finite and comparable)."""
+    b, t, hq, d = q.shape
+    rep = hq // k.shape[2]
+    k, v = jnp.repeat(k, rep, axis=2), jnp.repeat(v, rep, axis=2)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(d)
+    pos = jnp.arange(t)
+    causal = pos[None, :] <= pos[:, None]
+    visible = causal[None] & (pos[None, None, :] < lengths[:, None, None])
+    logits = jnp.where(visible[:, None], logits, -jnp.inf)
+    return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
+
+
 def _value_and_grads(fn, q, k, v, lengths, w):
     """Outputs and d(sum(out * w))/d(q, k, v), padded query rows included (they must agree too)."""
     def loss(q, k, v):
@@ -45,9 +59,9 @@ def _value_and_grads(fn, q, k, v, lengths, w):
     return out, grads
 
 
-def _assert_close(fn, q, k, v, lengths, w, tol=2e-5):
+def _assert_close(fn, q, k, v, lengths, w, tol=2e-5, ref_fn=xla_attention):
     with jax.default_matmul_precision("highest"):
-        ref, ref_g = _value_and_grads(xla_attention, q, k, v, lengths, w)
+        ref, ref_g = _value_and_grads(ref_fn, q, k, v, lengths, w)
         out, g = _value_and_grads(fn, q, k, v, lengths, w)
     assert np.abs(np.asarray(out - ref)).max() <= tol * np.abs(np.asarray(ref)).max()
     for name, a, b in zip("qkv", ref_g, g, strict=True):
@@ -124,7 +138,26 @@ def test_model_default_is_auto_and_equals_xla_on_cpu():
     np.testing.assert_array_equal(np.asarray(auto), np.asarray(xla))
 
 
-# ---------------------------------------------------------------- chunked
+# ---------------------------------------------------------------- block-causal xla and chunked
+
+
+@pytest.mark.parametrize("t,hq,hkv,d,block", [
+    (100, 4, 4, 16, 32),  # 4 blocks, last one partial
+    (96, 4, 2, 16, 32),  # exact multiple
+    (90, 8, 2, 8, 64),  # GQA 4
+    (20, 2, 1, 8, None),  # one block (xla_block(20) = 64)
+    (200, 4, 2, 16, None),  # xla_block(200) = 64: 4 blocks, the last partial
+])
+def test_block_causal_xla_equals_the_dense_reference_with_gradients(t, hq, hkv, d, block):
+    q, k, v, lengths, w = _inputs(3, t, hq, hkv, d, seed=t)
+    lengths = jnp.clip(lengths, 1, t).at[2].set(t // 3)
+    _assert_close(lambda *a: xla_attention(*a, block=block), q, k, v, lengths, w, tol=1e-5,
+                  ref_fn=dense_reference)
+
+
+def test_xla_block_sizes():
+    assert [attn.xla_block(t) for t in (20, 128, 512, 1024, 8192)] == [64, 64, 64, 64, 512]
+
 
 
 @pytest.mark.parametrize("t,hq,hkv,d,block", [
