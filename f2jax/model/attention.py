@@ -5,9 +5,9 @@ where cuDNN takes the dtype and shapes (bfloat16/float16 compute), else `xla`.
 `xla`: explicit einsum + masked softmax (float32 logits), block-causal: query blocks of 64+
 (at most 16 blocks) each attend only the keys up to their end, so the upper triangle of
 [T, T] is never computed; holds about half of [B, H, T, T] logits per layer for the backward.
-`chunked`: the same over rematerialised blocks of `CHUNK_QUERIES` queries: a layer holds
-[B, H, block, <= T] at a time, backward included. Equal to `xla` to float32 rounding; for
-long sequences on any backend.
+`chunked`: masked softmax over blocks of `CHUNK_QUERIES` queries against all keys (`lax.map`
+of a rematerialised block): a layer holds [B, H, block, T] at a time, backward included.
+Equal to `xla` to float32 rounding; for long sequences on any backend.
 `dot_product`: `jax.nn.dot_product_attention` with its default implementation (XLA in this JAX),
 padding passed as per-row lengths.
 `cudnn`: the same call forced onto cuDNN flash attention (GPU, bfloat16/float16 only).
@@ -170,21 +170,19 @@ def xla_block(t: int) -> int:
 
 
 def block_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None,
-                           segment_ids: jax.Array | None, block: int, remat: bool) -> jax.Array:
+                           segment_ids: jax.Array | None, block: int) -> jax.Array:
     """Masked attention over query blocks [s, e), each against keys [0, e) only.
 
     Causality hides every later key, so the blocks above the diagonal are never computed:
     (n + 1) / 2n of the full [T, T] work and logits for n blocks, exact (each block's softmax
     sees all the keys it may see). Small blocks also keep each block's logits in cache, which
-    on CPU is worth as much as the skipped work. `remat`: each block is rematerialised
-    (`jax.checkpoint`), so the backward holds one block's logits instead of all of them."""
+    on CPU is worth as much as the skipped work."""
     t = q.shape[1]
-    one = jax.checkpoint(_masked_attention) if remat else _masked_attention
     outs = []
     for s in range(0, t, block):
         e = min(s + block, t)
         segs = () if segment_ids is None else (segment_ids[:, s:e], segment_ids[:, :e])
-        outs.append(one(q[:, s:e], k[:, :e], v[:, :e], lengths, jnp.arange(s, e), *segs))
+        outs.append(_masked_attention(q[:, s:e], k[:, :e], v[:, :e], lengths, jnp.arange(s, e), *segs))
     return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
 
 
@@ -194,14 +192,38 @@ def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array |
     [B, T] of packed rows -> [B, T, Hq, D]. Block-causal (`block_causal_attention`, blocks of
     `xla_block(T)` queries unless given), logits kept for the backward."""
     block = block or xla_block(q.shape[1])
-    return block_causal_attention(q, k, v, lengths, segment_ids, block, remat=False)
+    return block_causal_attention(q, k, v, lengths, segment_ids, block)
 
 
 def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None,
                       block: int = CHUNK_QUERIES, segment_ids: jax.Array | None = None) -> jax.Array:
-    """Block-causal attention over rematerialised blocks of `block` queries: the backward
-    recomputes one block's [B, H, block, <= T] logits at a time instead of keeping them."""
-    return block_causal_attention(q, k, v, lengths, segment_ids, block, remat=True)
+    """Masked attention over blocks of `block` queries, one at a time: [B, H, block, T] logits
+    live at a time, backward included.
+
+    Each block sees every key, so its softmax is exact; the block is rematerialised
+    (`jax.checkpoint`) inside a `lax.map`, so the backward recomputes one block's logits at a
+    time. (Unrolled, block-causal blocks would skip the upper triangle, but XLA then schedules
+    several blocks' recomputations at once: the 0.6B step's temp grew 12.6 -> 17.4 GiB.)
+    """
+    b, t, hq, d = q.shape
+    if t <= block:
+        return _masked_attention(q, k, v, lengths, jnp.arange(t), segment_ids, segment_ids)
+    n = -(-t // block)
+    qp = jnp.pad(q, ((0, 0), (0, n * block - t), (0, 0), (0, 0)))  # padded query rows are dropped
+    blocks = jnp.moveaxis(qp.reshape(b, n, block, hq, d), 1, 0)
+    starts = jnp.arange(n) * block
+    seg = jnp.zeros((b, t), jnp.int32) if segment_ids is None else segment_ids
+    seg_blocks = jnp.moveaxis(jnp.pad(seg, ((0, 0), (0, n * block - t))).reshape(b, n, block), 1, 0)
+
+    @jax.checkpoint
+    def one(args: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+        qb, start, sb = args
+        if segment_ids is None:
+            return _masked_attention(qb, k, v, lengths, start + jnp.arange(block))
+        return _masked_attention(qb, k, v, None, start + jnp.arange(block), sb, segment_ids)
+
+    out = jax.lax.map(one, (blocks, starts, seg_blocks))
+    return jnp.moveaxis(out, 0, 1).reshape(b, n * block, hq, d)[:, :t]
 
 
 def fused_attention(
