@@ -56,15 +56,18 @@ def _state_bytes(params: Any, shardings: Any) -> tuple[int, int]:
 
 
 def logit_rows(attention: str, length: int) -> int:
-    """Query rows of [.., rows, T] attention logits a layer's backward holds at once: T for the
-    materialising kernels (`xla`, `dot_product`; `auto` resolves to `xla` on these CPU stand-ins),
-    one 256-query block for `chunked`, none for the flash kernels (`cudnn`, `splash`)."""
-    from f2jax.model.attention import CHUNK_QUERIES
+    """Query rows of [.., rows, T] attention logits a layer's backward holds at once: T for
+    `dot_product` (`auto` resolves to `xla` on these CPU stand-ins), (T + block) / 2 for the
+    block-causal `xla` (its blocks cover the lower triangle: T (T + block) / 2 logits), one
+    256-query block for `chunked`, none for the flash kernels (`cudnn`, `splash`)."""
+    from f2jax.model.attention import CHUNK_QUERIES, xla_block
 
     if attention in ("cudnn", "splash"):
         return 0
     if attention == "chunked":
         return min(CHUNK_QUERIES, length)
+    if attention in ("xla", "auto"):
+        return min(length, (length + xla_block(length)) // 2)
     return length
 
 
@@ -77,8 +80,8 @@ def paper_estimate(cfg: Any, *, batch: int, negatives: int, length: int, dp: int
     for every sequence of the batch (queries, positives and negatives are all live for the loss).
     recompute: one layer's backward working set for the largest encode call (the negatives):
     float32 attention logits + bf16 probabilities + float32 logit gradients over
-    [seqs, heads, rows, T] (`logit_rows`: T for `xla`/`dot_product`, 256 for `chunked`, ~0 for
-    `cudnn`/`splash`), plus the MLP's gate/up/act and their gradients.
+    [seqs, heads, rows, T] (`logit_rows`: T for `dot_product`, (T + block) / 2 for `xla`, 256
+    for `chunked`, ~0 for `cudnn`/`splash`), plus the MLP's gate/up/act and their gradients.
     """
     seqs = batch * (_SEQS_PER_ROW + negatives) // dp
     tokens = seqs * length
