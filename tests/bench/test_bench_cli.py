@@ -32,3 +32,16 @@ def test_checkpoint_command_times_async_and_sync_saves(tmp_path):
     assert main(["checkpoint", "--saves", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["state_GiB"] > 0 and result["async_blocked_s"] >= 0 and result["sync_blocked_s"] > 0
+
+
+def test_reports_name_the_host_allocator(monkeypatch, capsys, tmp_path):
+    import json
+
+    from f2jax.bench.report import emit
+
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+    emit("t", {"a": 1}, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1, "host_allocator": "tcmalloc"}
+    monkeypatch.delenv("LD_PRELOAD")
+    emit("t", {"a": 1})
+    assert "host_allocator  glibc" in capsys.readouterr().out
