@@ -44,7 +44,7 @@ def host_allocator() -> str:
 
 def emit(title: str, result: Mapping[str, Any], json_path: str | Path | None = None) -> None:
     """Print the table (with the host allocator); also write it as JSON when json_path is given."""
-    result = {**result, "host_allocator": result.get("host_allocator", host_allocator())}
+    result = {**result, "host_allocator": host_allocator()}
     print(format_table(title, result))
     if json_path:
         Path(json_path).write_text(json.dumps(dict(result), indent=2) + "\n")
