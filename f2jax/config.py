@@ -32,10 +32,11 @@ class ModelRuntime:
     dtype: DType = "float32"  # compute dtype
     attention: AttentionImpl = "auto"  # per backend: splash (TPU), cudnn (GPU, bf16/fp16), xla (CPU)
     remat: RematPolicy = "none"
+    seq_chunk: int = 0  # at most this many sequences per device through a layer at once (0: all)
 
     def options(self) -> ModelOptions:
         return ModelOptions(param_dtype=self.param_dtype, dtype=self.dtype, attention=self.attention,
-                            remat=self.remat)
+                            remat=self.remat, seq_chunk=self.seq_chunk)
 
 
 @dataclasses.dataclass

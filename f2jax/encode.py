@@ -22,12 +22,12 @@ from f2jax.errors import UserInputError
 from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
-from f2jax.model.qwen3 import ModelOptions, Qwen3Model, last_token_pool
+from f2jax.model.qwen3 import ModelOptions, Qwen3Model
 from f2jax.sharding import BATCH_AXES, batch_sharding
 from f2jax.tokenizer import load_tokenizer, tokenize
 from f2jax.train.losses import normalize_rows
 
-__all__ = ["Encoder", "batch_bucket", "bucket_for", "length_buckets", "normalize_rows", "pooled"]
+__all__ = ["Encoder", "batch_bucket", "bucket_for", "length_buckets", "normalize_rows", "pooled", "pooled_groups"]
 
 DEFAULT_MAX_LENGTH = 512
 F2LLM_QUERY_PROMPT = "Instruct: Given a question, retrieve passages that can help answer the question.\nQuery: "
@@ -37,8 +37,13 @@ ENCODE_SMALLEST_BUCKET = 16  # training batches start at 32 (f2jax.data.pipeline
 def pooled(graphdef: nnx.GraphDef, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
     """Raw (un-normalised) last-token states [b, H] in float32: the embedding of training and
     inference alike."""
-    hidden = nnx.merge(graphdef, state)(ids, mask)
-    return last_token_pool(hidden, mask).astype(jnp.float32)
+    return pooled_groups(graphdef, state, [(ids, mask)])[0]
+
+
+def pooled_groups(graphdef: nnx.GraphDef, state: Any, groups: Sequence[tuple[jax.Array, jax.Array]]) -> list[jax.Array]:
+    """`pooled` of several (ids, mask) batches, run through the layers together
+    (`Qwen3Model.call_groups`: each layer's weights gathered once for all)."""
+    return [h.astype(jnp.float32) for h in nnx.merge(graphdef, state).call_groups(groups, last_token=True)]
 
 
 def batch_bucket(n: int, batch_size: int) -> int:

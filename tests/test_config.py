@@ -43,5 +43,8 @@ def test_overrides_and_errors(tmp_path):
     (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(ConfigError, match="include cycle"):
         load_config(tmp_path / "a.yaml")
+    with pytest.raises(ConfigError, match="model: seq_chunk must be >= 0"):
+        check_static(load_config("configs/demo.yaml", ["model.seq_chunk=-2"]))
+    assert load_config("configs/demo.yaml", ["model.seq_chunk=4"]).model.options().seq_chunk == 4
     with pytest.raises(ConfigError, match="data.raw: .* does not exist"):
         check_static(load_config("configs/demo.yaml", [f"data.raw={tmp_path}/none"]))

@@ -98,17 +98,9 @@ def _run_encode(args: argparse.Namespace) -> int:
     from f2jax.bench.encode import bench_encode
     from f2jax.bench.report import emit
 
-    result = bench_encode(
-        args.texts,
-        args.batch_size,
-        hidden=args.hidden,
-        layers=args.layers,
-        heads=args.heads,
-        kv_heads=args.kv_heads,
-        max_length=args.max_length,
-        repeats=args.repeats,
-        workdir=args.workdir,
-    )
+    result = bench_encode(args.texts, args.batch_size, hidden=args.hidden, layers=args.layers, heads=args.heads,
+                          kv_heads=args.kv_heads, max_length=args.max_length, repeats=args.repeats,
+                          workdir=args.workdir)
     emit("encode (f2jax Encoder vs sentence-transformers, float32 CPU)", result, args.json)
     return 0
 
@@ -121,6 +113,12 @@ def _mesh_shape(text: str) -> tuple[int, int, int]:
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected data,fsdp,tensor (one may be -1), got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def _add_seq_chunk(p: argparse.ArgumentParser, default: int) -> None:
+    p.add_argument("--seq-chunk", type=int, default=default,
+                   help=f"model.seq_chunk: at most this many sequences per device through a layer at once "
+                        f"(0: all; default {default})")
 
 
 def _lengths_mode(text: str) -> str:
@@ -142,7 +140,7 @@ def _run_train(args: argparse.Namespace) -> int:
         negatives=args.negatives, length=args.length, lengths=args.lengths, steps=args.steps,
         warmup=args.warmup, lr=args.lr, threads=args.threads, attn=args.attn, workdir=args.workdir,
         param_dtype=args.param_dtype, dtype=args.dtype, attention=args.attention, remat=args.remat,
-        torch=args.torch, packing=args.packing,
+        torch=args.torch, packing=args.packing, seq_chunk=args.seq_chunk,
     )
     side = "PyTorch/transformers" if args.torch else "no PyTorch side"
     title = (f"train ({result['shape']}, {result['dtype']} compute, f2jax jitted step vs {side}, "
@@ -155,17 +153,9 @@ def _run_step_memory(args: argparse.Namespace) -> int:
     from f2jax.bench.report import emit
     from f2jax.bench.step_memory import DEFAULT_MESHES, bench_step_memory
 
-    result = bench_step_memory(
-        devices=args.devices,
-        meshes=args.mesh or DEFAULT_MESHES,
-        batch=args.batch,
-        negatives=args.negatives,
-        length=args.length,
-        model=args.model,
-        remat=args.remat,
-        attention=args.attention,
-        cpu_faithful=args.cpu_faithful,
-    )
+    result = bench_step_memory(devices=args.devices, meshes=args.mesh or DEFAULT_MESHES, batch=args.batch,
+                               negatives=args.negatives, length=args.length, model=args.model, remat=args.remat,
+                               attention=args.attention, seq_chunk=args.seq_chunk, cpu_faithful=args.cpu_faithful)
     title = "step-memory (compiled bytes per device, abstract sharded args, CPU stand-in devices)"
     emit(title, result, args.json)
     return 0
@@ -290,6 +280,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"],
                    help="transformers attention kernel (auto: flash_attention_2 where installed, else sdpa)")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch baseline")
+    _add_seq_chunk(p, 0)
     p.add_argument("--packing", action="store_true",
                    help="f2jax packs the texts into rows of --length (data.packing) instead of length buckets")
     p.add_argument("--workdir", default=None)
@@ -364,6 +355,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--remat", default="full", choices=["none", "full", "dots", "dots_all"])
     p.add_argument("--attention", default="chunked", choices=list(ATTENTION_IMPLS),
                    help="model.attention of the compiled step (chunked: no [T, T] logits per layer)")
+    _add_seq_chunk(p, 4)
     p.add_argument("--cpu-faithful", action=argparse.BooleanOptionalAction, default=True,
                    help="disable XLA:CPU's while-loop-invariant-code-motion, which adds an f32 copy "
                         "of the saved layer inputs that TPU/GPU do not make (default: on)")

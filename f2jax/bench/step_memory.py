@@ -72,21 +72,25 @@ def logit_rows(attention: str, length: int) -> int:
 
 
 def paper_estimate(cfg: Any, *, batch: int, negatives: int, length: int, dp: int, param_per_device: int,
-                   compute_bytes: int = 2, attention: str = "xla") -> dict[str, int]:
+                   compute_bytes: int = 2, attention: str = "xla", seq_chunk: int = 0) -> dict[str, int]:
     """What the step should need per device, from shapes alone (float32 params, remat 'full').
 
     state: params + grads + Adam mu, nu, all float32 and sharded like the params (4 copies).
     carries: with full remat only each layer's input hidden state is kept for the backward pass,
     for every sequence of the batch (queries, positives and negatives are all live for the loss).
-    recompute: one layer's backward working set for the largest encode call (the negatives):
-    float32 attention logits + bf16 probabilities + float32 logit gradients over
-    [seqs, heads, rows, T] (`logit_rows`: T for `dot_product`, (T + block) / 2 for `xla`, 256
-    for `chunked`, ~0 for `cudnn`/`splash`), plus the MLP's gate/up/act and their gradients.
+    recompute: one layer's backward working set for the most sequences a device runs through a
+    layer at once (the negatives, or `seq_chunk` of them): float32 attention logits + bf16
+    probabilities + float32 logit gradients over [seqs, heads, rows, T] (`logit_rows`: T for
+    `dot_product`, (T + block) / 2 for `xla`, 256 for `chunked`, ~0 for `cudnn`/`splash`), plus the
+    MLP's gate/up/act and their gradients.
     """
+    from f2jax.model.qwen3 import seq_chunks
+
     seqs = batch * (_SEQS_PER_ROW + negatives) // dp
     tokens = seqs * length
     carries = tokens * cfg.hidden_size * compute_bytes * cfg.num_hidden_layers
     neg_seqs = batch * negatives // dp
+    neg_seqs //= seq_chunks(neg_seqs, seq_chunk)
     attn = neg_seqs * cfg.num_attention_heads * logit_rows(attention, length) * length * (4 + compute_bytes + 4)
     mlp = neg_seqs * length * cfg.intermediate_size * compute_bytes * 6
     state = 4 * param_per_device
@@ -96,7 +100,7 @@ def paper_estimate(cfg: Any, *, batch: int, negatives: int, length: int, dp: int
 
 def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, length: int,
             param_dtype: str = "float32", dtype: str = "bfloat16", remat: str = "full",
-            attention: str = "xla") -> dict[str, Any]:
+            attention: str = "xla", seq_chunk: int = 0) -> dict[str, Any]:
     """Lower + compile the Trainer's sharded train step (`compile_step`) with abstract args
     here; needs prod(mesh) devices."""
     import jax
@@ -116,7 +120,7 @@ def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, 
     if len(jax.devices()) < n:
         raise RuntimeError(f"mesh {tuple(mesh_shape)} needs {n} devices, have {len(jax.devices())}")
     mesh = make_mesh(data, fsdp, tensor, devices=jax.devices()[:n])
-    opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat)
+    opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat, seq_chunk=seq_chunk)
     graphdef, abstract = abstract_model(cfg, opts)
     params = nnx.to_pure_dict(abstract)
     schedule = make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=1)
@@ -139,7 +143,7 @@ def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, 
                generated_code_bytes=int(mem.generated_code_size_in_bytes))
     out["total_bytes"] = out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
     out.update(paper_estimate(cfg, batch=batch, negatives=negatives, length=length, dp=data * fsdp,
-                              param_per_device=param_dev, attention=attention))
+                              param_per_device=param_dev, attention=attention, seq_chunk=seq_chunk))
     return out
 
 
@@ -161,7 +165,7 @@ def _child_env(devices: int, cpu_faithful: bool = True) -> dict[str, str]:
 def bench_step_memory(*, devices: int = 64, meshes: Sequence[Sequence[int]] = DEFAULT_MESHES, batch: int = 512,
                       negatives: int = 7, length: int = 1024, model: str = "0.6b",
                       overrides: dict[str, int] | None = None, param_dtype: str = "float32",
-                      dtype: str = "bfloat16", remat: str = "full", attention: str = "xla",
+                      dtype: str = "bfloat16", remat: str = "full", attention: str = "xla", seq_chunk: int = 0,
                       timeout: float | None = None, cpu_faithful: bool = True) -> dict[str, Any]:
     """Per-device compiled memory for each mesh, measured in a child process with `devices` CPU
     devices (`cpu_faithful`: without XLA:CPU's while-loop-invariant code motion, see above)."""
@@ -174,7 +178,7 @@ def bench_step_memory(*, devices: int = 64, meshes: Sequence[Sequence[int]] = DE
     cfg = _model_config(model, overrides)  # fail here, not in the child, on a bad model name
     job = {"model": model, "overrides": overrides or {}, "meshes": resolved, "batch": batch,
            "negatives": negatives, "length": length, "param_dtype": param_dtype, "dtype": dtype,
-           "remat": remat, "attention": attention}
+           "remat": remat, "attention": attention, "seq_chunk": seq_chunk}
     with tempfile.TemporaryDirectory(prefix="f2jax-step-mem-") as tmp:
         out_file = os.path.join(tmp, "result.json")
         cmd = [sys.executable, "-m", "f2jax.bench.step_memory", json.dumps(job), out_file]
@@ -189,7 +193,7 @@ def bench_step_memory(*, devices: int = 64, meshes: Sequence[Sequence[int]] = DE
         "model": model, "params": cfg.num_params(), "global_batch": batch,
         "sequences_per_row": _SEQS_PER_ROW + negatives, "length": length,
         "param_dtype": param_dtype, "dtype": dtype, "remat": remat, "attention": attention,
-        "cpu_faithful": cpu_faithful, "xla_flags": env["XLA_FLAGS"],
+        "seq_chunk": seq_chunk, "cpu_faithful": cpu_faithful, "xla_flags": env["XLA_FLAGS"],
     }
     for m, values in zip(resolved, per_mesh, strict=True):
         prefix = "mesh_{}x{}x{}_".format(*m)
@@ -202,7 +206,7 @@ def _child(job_json: str, out_file: str) -> None:
     cfg = _model_config(job["model"], job["overrides"])
     results = [measure(cfg, m, batch=job["batch"], negatives=job["negatives"], length=job["length"],
                        param_dtype=job["param_dtype"], dtype=job["dtype"], remat=job["remat"],
-                       attention=job["attention"]) for m in job["meshes"]]
+                       attention=job["attention"], seq_chunk=job["seq_chunk"]) for m in job["meshes"]]
     with open(out_file, "w") as f:
         json.dump(results, f)
 

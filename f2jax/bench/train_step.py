@@ -166,7 +166,7 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
                      lr: float = 1e-4, threads: int | None = None, attn: str = "sdpa", seed: int = 0,
                      workdir: str | Path | None = None, param_dtype: str = "float32", dtype: str = "float32",
                      attention: str = "xla", remat: str = "none", warmup: int = 0, torch: bool = True,
-                     packing: bool = False) -> dict[str, Any]:
+                     packing: bool = False, seq_chunk: int = 0) -> dict[str, Any]:
     """Steady-state step seconds, tokens/s, FLOP utilisation and memory of f2jax vs PyTorch, plus
     first-step loss agreement.
 
@@ -208,7 +208,8 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
         on_gpu = backend == "gpu"
     dtype = ("bfloat16" if backend == "gpu" else "float32") if dtype == "auto" else dtype
     kernel = resolve_attention(attention, backend, dtype, dims["head_dim"])
-    opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat)  # type: ignore[arg-type]
+    opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat,  # type: ignore[arg-type]
+                        seq_chunk=seq_chunk)
     device = "cuda" if on_gpu else "cpu"
     threads = threads or available_cores()
     torch_attn = pick_torch_attn(attn, on_gpu=on_gpu, bf16=dtype == "bfloat16") if torch else None
@@ -277,7 +278,8 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
         "packing": packing, "packed_rows": int(np.shape(host_batch.ids)[0]) if packing else None,
         "padded_widths": ",".join(str(f2jax_np[f"{f}_mask"].shape[-1]) for f in _FIELDS),
         "mrl_dims": ",".join(map(str, mdims)), "param_dtype": param_dtype, "dtype": dtype,
-        "attention": attention, "attention_kernel": kernel, "remat": remat, "steps_timed": steps,
+        "attention": attention, "attention_kernel": kernel, "remat": remat, "seq_chunk": seq_chunk,
+        "steps_timed": steps,
         "warmup_steps": warmup, "xla_threads": available_cores(), "f2jax_compile_s": compile_s,
         "f2jax_first_step_s": first["f2jax"][0], "f2jax_step_s": med["f2jax"], "f2jax_step_min_s": min(times["f2jax"]),
         "f2jax_tokens_per_s": real_tokens / med["f2jax"], "f2jax_padded_tokens_per_s": padded_tokens / med["f2jax"],

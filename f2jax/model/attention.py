@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 
 import jax
 import jax.numpy as jnp
@@ -278,6 +277,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Arra
     (`data`, `fsdp`), heads over `tensor` (KV heads repeated when `tensor` does not divide them),
     as MaxText does; otherwise on the whole arrays.
     """
+    from f2jax.model.partitioning import batch_shards
     from f2jax.sharding import BATCH_AXES
 
     b, t, hq, d = q.shape
@@ -300,7 +300,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Arra
     else:
         P = jax.sharding.PartitionSpec
         tensor = mesh.shape["tensor"]
-        batch = BATCH_AXES if b % math.prod(mesh.shape[a] for a in BATCH_AXES) == 0 else None
+        batch = BATCH_AXES if b % batch_shards() == 0 else None
         heads = "tensor" if hq % tensor == 0 else None
         if heads and hkv % tensor:
             kt, vt = (jnp.repeat(x, hq // hkv, axis=1) for x in (kt, vt))

@@ -33,9 +33,14 @@ class ModelOptions:
     dtype: DType = "float32"  # compute dtype
     attention: AttentionImpl = "auto"  # resolved per backend by `f2jax.model.attention.resolve_attention`
     remat: RematPolicy = "none"
+    # At most this many sequences per device go through a layer at once (0: all of them): the
+    # backward's working set of a layer scales with it, the FLOPs do not change.
+    seq_chunk: int = 0
 
     def __post_init__(self) -> None:
         check_choice(self.param_dtype, DTYPE_NAMES, "param_dtype")
         check_choice(self.dtype, DTYPE_NAMES, "dtype")
         check_choice(self.attention, ATTENTION_IMPLS, "attention")
         check_choice(self.remat, REMAT_NAMES, "remat")
+        if self.seq_chunk < 0:
+            raise ValueError(f"seq_chunk must be >= 0 (0: no limit), got {self.seq_chunk}")

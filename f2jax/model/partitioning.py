@@ -8,6 +8,7 @@ to mesh axes with a rules table; no table here mirrors the module tree.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -29,6 +30,36 @@ def axes(*names: str | None) -> dict[str, Any]:
     return {"out_sharding": tuple(names), "eager_sharding": False}
 
 
+def batch_shards() -> int:
+    """How many ways the mesh set with `jax.set_mesh` splits the batch (1 without such a mesh)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+        return 1
+    return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
+def chunk_rows(tree: Any, k: int, shards: int) -> Any:
+    """[B, ...] -> [k, B/k, ...]: each of `shards` devices' own B/shards rows cut into k runs of
+    consecutive rows, chunk i holding run i of every device. Under a mesh that splits the batch
+    `shards` ways this is a local reshape (no copy, no collective); `unchunk_rows` undoes it."""
+
+    def cut(v: jax.Array) -> jax.Array:
+        n = v.shape[0] // (shards * k)
+        return v.reshape(shards, k, n, *v.shape[1:]).swapaxes(0, 1).reshape(k, shards * n, *v.shape[1:])
+
+    return jax.tree.map(cut, tree)
+
+
+def unchunk_rows(tree: Any, shards: int) -> Any:
+    """The inverse of `chunk_rows`: [k, B/k, ...] -> [B, ...] in the original row order."""
+
+    def join(v: jax.Array) -> jax.Array:
+        k, n = v.shape[0], v.shape[1] // shards
+        return v.reshape(k, shards, n, *v.shape[2:]).swapaxes(0, 1).reshape(shards * k * n, *v.shape[2:])
+
+    return jax.tree.map(join, tree)
+
+
 def pin_batch(x: jax.Array) -> jax.Array:
     """Shard x's leading (batch) dimension over `BATCH_AXES` of the mesh set with `jax.set_mesh`.
 
@@ -37,9 +68,7 @@ def pin_batch(x: jax.Array) -> jax.Array:
     in context, a mesh without those axes, or an indivisible batch: x is left alone.
     """
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
-        return x
-    if x.shape[0] % math.prod(mesh.shape[a] for a in BATCH_AXES):
+    if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names) or x.shape[0] % batch_shards():
         return x
     return jax.lax.with_sharding_constraint(x, PartitionSpec(BATCH_AXES, *([None] * (x.ndim - 1))))
 
@@ -75,7 +104,7 @@ def embed_lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty or not {*BATCH_AXES, "tensor"} <= set(mesh.axis_names) or ids.ndim != 2:
         return jnp.take(table, ids, axis=0)
-    if ids.shape[0] % math.prod(mesh.shape[a] for a in BATCH_AXES):
+    if ids.shape[0] % batch_shards():
         return jnp.take(table, ids, axis=0)
     vocab_axis, embed_axis = spec_for(table.shape, ("vocab", "embed"), mesh, DEFAULT_RULES)
     if embed_axis not in (None, "fsdp") or vocab_axis not in (None, "tensor"):
@@ -101,3 +130,17 @@ def embed_lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
     return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec("tensor" if split_vocab else None, embed_axis),
                                                      PartitionSpec(BATCH_AXES, None)),
                          out_specs=PartitionSpec(BATCH_AXES, None, None))(table, ids)
+
+
+def embed_lookup_groups(table: jax.Array, ids: list[jax.Array]) -> list[jax.Array]:
+    """`[embed_lookup(table, i) for i in ids]` as one lookup: each device's rows of every batch are
+    laid end to end ([B, T] -> [D, B T / D], a local reshape), so the ids travel in one collective
+    and the table's gradient is one scatter into its shard, not one per batch."""
+    d = batch_shards()
+    if len(ids) == 1 or any(i.ndim != 2 or i.shape[0] % d for i in ids):
+        return [embed_lookup(table, i) for i in ids]
+    flat = [i.reshape(d, -1) for i in ids]
+    x = embed_lookup(table, jnp.concatenate(flat, axis=1))
+    ends = list(itertools.accumulate(f.shape[1] for f in flat))
+    return [pin_batch(x[:, end - f.shape[1]:end].reshape(*i.shape, x.shape[-1]))
+            for i, f, end in zip(ids, flat, ends, strict=True)]

@@ -7,7 +7,8 @@ axes where it is created (`partitioning.axes`); `f2jax.sharding` turns them into
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,16 @@ from flax import nnx
 from f2jax.model.attention import attend, resolve_attention
 from f2jax.model.config import Qwen3Config
 from f2jax.model.options import DTYPE_NAMES, ModelOptions, check_choice
-from f2jax.model.partitioning import LAYERS, axes, embed_lookup, pin_batch
+from f2jax.model.partitioning import (
+    LAYERS,
+    axes,
+    batch_shards,
+    chunk_rows,
+    embed_lookup,
+    embed_lookup_groups,
+    pin_batch,
+    unchunk_rows,
+)
 from f2jax.model.rope import apply_rope, rope_tables, rope_tables_at
 
 REMAT_POLICIES: dict[str, Any] = {
@@ -155,10 +165,33 @@ class Qwen3Model(nnx.Module):
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None, *,
                  segment_ids: jax.Array | None = None, positions: jax.Array | None = None) -> jax.Array:
+        return self.norm(self._layers([self._rows(input_ids, attention_mask, segment_ids, positions)])[0])
+
+    def call_groups(self, groups: Sequence[tuple[jax.Array, jax.Array]], *,
+                    last_token: bool = False) -> list[jax.Array]:
+        """Several right-padded batches [(ids, mask), ...] (queries, passages, negatives) through one
+        scan over the layers: = `[self(ids, mask) for ids, mask in groups]`, or with `last_token`
+        = `[last_token_pool(self(ids, mask), mask) ...]`.
+
+        One scan gathers each layer's sharded weights once for every group (FSDP) and keeps one
+        gradient accumulator for the stacked weights, where separate calls hold one per group.
+        `last_token` applies the final norm after taking the last tokens (RMSNorm is per token: the
+        same values), so neither the normed [B, T, E] states nor their gradient exist."""
+        xs = embed_lookup_groups(self._table(), [ids for ids, _ in groups])
+        hidden = self._layers([self._rows(ids, mask, None, None, x) for x, (ids, mask) in zip(xs, groups, strict=True)])
+        if not last_token:
+            return [self.norm(h) for h in hidden]
+        return [self.norm(last_token_pool(h, mask)) for h, (_, mask) in zip(hidden, groups, strict=True)]
+
+    def _table(self) -> jax.Array:
+        """The embedding table in the compute dtype: `self.embed_tokens(ids)` casts, then takes rows;
+        here the rows are taken by `embed_lookup`, laid out so the table's gradient stays sharded."""
+        return self.embed_tokens.embedding[...].astype(as_dtype(self.options.dtype))
+
+    def _rows(self, input_ids: jax.Array, attention_mask: jax.Array | None, segment_ids: jax.Array | None,
+              positions: jax.Array | None, embedded: jax.Array | None = None) -> LayerRows:
         dtype = as_dtype(self.options.dtype)
-        # = `self.embed_tokens(input_ids)` (which casts the table to the compute dtype, then
-        # takes rows), laid out so the table's gradient stays sharded (`embed_lookup`).
-        x = pin_batch(embed_lookup(self.embed_tokens.embedding[...].astype(dtype), input_ids))
+        x = pin_batch(embed_lookup(self._table(), input_ids) if embedded is None else embedded)
         if segment_ids is None:
             lengths = attention_mask.astype(jnp.int32).sum(axis=-1)
             cos, sin = rope_tables(self.config, input_ids.shape[1], dtype)
@@ -167,17 +200,61 @@ class Qwen3Model(nnx.Module):
             if positions is None:
                 positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
             cos, sin = rope_tables_at(self.config, positions, dtype)
+        return LayerRows(x, cos, sin, lengths, segment_ids)
+
+    def _layers(self, groups: list[LayerRows]) -> list[jax.Array]:
+        """Every group through every layer (no final norm). Each group's pass through a layer
+        is rematerialised on its own (`self.options.remat`) and, with `seq_chunk`, split into row
+        chunks: the backward holds one chunk's working set at a time."""
         graphdef, layer_state = nnx.split(self.layers)
+        remat, chunk = self.options.remat, self.options.seq_chunk
 
-        def block(h: jax.Array, state: Any) -> tuple[jax.Array, None]:
+        def block(hs: tuple[jax.Array, ...], state: Any) -> tuple[tuple[jax.Array, ...], None]:
             layer = nnx.merge(graphdef, state)
-            return pin_batch(layer(pin_batch(h), cos, sin, lengths, segment_ids)), None
+            outs = (run_layer(layer, g._replace(hidden=h), remat, chunk) for h, g in zip(hs, groups, strict=True))
+            return tuple(outs), None
 
-        policy = REMAT_POLICIES[self.options.remat]
-        if self.options.remat != "none":
-            block = jax.checkpoint(block, policy=policy, prevent_cse=False)
-        x, _ = jax.lax.scan(block, x, layer_state)
-        return self.norm(x)
+        hs, _ = jax.lax.scan(block, tuple(g.hidden for g in groups), layer_state)
+        return list(hs)
+
+
+class LayerRows(NamedTuple):
+    """One batch on its way through the layers: hidden [B, T, E], RoPE tables ([T, D], or [B, T, D]
+    for packed rows), right-padding lengths [B] or packed segment ids [B, T]."""
+
+    hidden: jax.Array
+    cos: jax.Array
+    sin: jax.Array
+    lengths: jax.Array | None
+    segment_ids: jax.Array | None
+
+
+def seq_chunks(rows: int, seq_chunk: int) -> int:
+    """How many chunks cut a device's `rows` so that none is over `seq_chunk` rows: the fewest that
+    divide them evenly (`seq_chunk` 0: no limit, one chunk)."""
+    if seq_chunk <= 0 or rows <= seq_chunk:
+        return 1
+    return next(k for k in range(-(-rows // seq_chunk), rows + 1) if rows % k == 0)
+
+
+def run_layer(layer: DecoderLayer, rows: LayerRows, remat: str, seq_chunk: int) -> jax.Array:
+    """One decoder layer over one group, in `seq_chunks` row chunks (a `lax.map`, so the chunks'
+    backward passes run one after the other), each rematerialised by `remat`'s policy."""
+    per_row = rows.cos.ndim == 3  # packed rows carry their own positions
+
+    def apply(r: LayerRows) -> jax.Array:
+        return pin_batch(layer(pin_batch(r.hidden), r.cos, r.sin, r.lengths, r.segment_ids))
+
+    if remat != "none":
+        apply = jax.checkpoint(apply, policy=REMAT_POLICIES[remat], prevent_cse=False)
+    b = rows.hidden.shape[0]
+    shards = batch_shards() if b % batch_shards() == 0 else 1  # as `pin_batch` lays the rows out
+    k = seq_chunks(b // shards, seq_chunk)
+    if k == 1:
+        return apply(rows)
+    shared = {} if per_row else {"cos": rows.cos, "sin": rows.sin}
+    chunks = chunk_rows(rows._replace(**{name: None for name in shared}), k, shards)
+    return pin_batch(unchunk_rows(jax.lax.map(lambda r: apply(r._replace(**shared)), chunks), shards))
 
 
 def abstract_model(cfg: Qwen3Config, opts: ModelOptions | None = None) -> tuple[nnx.GraphDef, nnx.State]:
@@ -195,6 +272,11 @@ def last_token_index(attention_mask: jax.Array) -> jax.Array:
 
 
 def last_token_pool(hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
-    """hidden [..., T, H] -> [..., H] at each row's last real token."""
+    """hidden [..., T, H] -> [..., H] at each row's last real token.
+
+    A select and a sum over T (one term is not zero, so the sum is that state exactly) rather
+    than a gather: its gradient is the same select, where a gather's is a scatter-add into a
+    zero [..., T, H] buffer (slow on TPU; upcast to float32 by XLA:CPU)."""
     idx = last_token_index(attention_mask)
-    return jnp.take_along_axis(hidden, idx[..., None, None], axis=-2)[..., 0, :]
+    at_last = jnp.arange(hidden.shape[-2]) == idx[..., None]
+    return jnp.where(at_last[..., None], hidden, jnp.zeros((), hidden.dtype)).sum(axis=-2)

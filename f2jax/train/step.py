@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from f2jax.data.batch import Batch, PackedBatch
-from f2jax.encode import pooled
+from f2jax.encode import pooled_groups
 from f2jax.model.partitioning import gather_batch
 from f2jax.sharding import batch_sharding
 from f2jax.train.losses import distill_loss, hard_negative_loss, inbatch_loss, l2_normalize
@@ -57,14 +57,14 @@ def encode_packed(graphdef: nnx.GraphDef, params: Params, batch: PackedBatch) ->
 
 
 def encode_batch(graphdef: nnx.GraphDef, params: Params, batch: Batch | PackedBatch) -> tuple[jax.Array, ...]:
-    """(queries [b, H], positives [b, H], negatives [b, K, H]), padded or packed alike."""
+    """(queries [b, H], positives [b, H], negatives [b, K, H]), padded or packed alike; padded
+    batches go through the layers together (`Qwen3Model.call_groups`)."""
     if isinstance(batch, PackedBatch):
         return encode_packed(graphdef, params, batch)
-    q = pooled(graphdef, params, batch.query_ids, batch.query_mask)
-    p = pooled(graphdef, params, batch.passage_ids, batch.passage_mask)
     b, k, length = batch.negative_ids.shape
-    n = pooled(graphdef, params, batch.negative_ids.reshape(b * k, length),
-               batch.negative_mask.reshape(b * k, length))
+    q, p, n = pooled_groups(graphdef, params, [
+        (batch.query_ids, batch.query_mask), (batch.passage_ids, batch.passage_mask),
+        (batch.negative_ids.reshape(b * k, length), batch.negative_mask.reshape(b * k, length))])
     return q, p, n.reshape(b, k, -1)
 
 

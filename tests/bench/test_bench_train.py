@@ -104,9 +104,9 @@ def test_train_step_demo_lengths_remat_without_torch():
 
 
 def test_step_memory_in_child_process():
-    r = bench_step_memory(devices=4, meshes=[(2, 2, 1)], batch=4, negatives=1, length=8,
-                          overrides=TINY_HF, timeout=300)
-    assert r["devices"] == 4 and r["cpu_faithful"] and CPU_FAITHFUL_FLAG in r["xla_flags"]
+    r = bench_step_memory(devices=4, meshes=[(2, 2, 1)], batch=8, negatives=1, length=8,
+                          overrides=TINY_HF, timeout=300, seq_chunk=1)
+    assert r["devices"] == 4 and r["cpu_faithful"] and CPU_FAITHFUL_FLAG in r["xla_flags"] and r["seq_chunk"] == 1
     keys = ("argument", "output", "temp", "alias")
     sizes = {k: r[f"mesh_2x2x1_{k}_bytes"] for k in keys}
     assert all(v >= 0 for v in sizes.values()) and sizes["argument"] > 0
@@ -127,6 +127,10 @@ def test_paper_estimate_follows_the_attention_path():
     # block-causal xla at T = 1024: 16 blocks of 64 queries cover T (T + 64) / 2 logits
     assert est["xla"] == mlp + 8 * 2 * (1024 + 64) // 2 * 1024 * 10
     assert est["chunked"] == mlp + 8 * 2 * 256 * 1024 * 10
+    # seq_chunk: 8 negatives a device, at most 3 through a layer at once -> 4 chunks of 2
+    chunked = paper_estimate(cfg, batch=8, negatives=1, length=1024, dp=1, param_per_device=0,
+                             attention="chunked", seq_chunk=3)
+    assert chunked["paper_recompute_bytes"] * 4 == est["chunked"]
 
 
 def test_child_env_merges_disabled_passes(monkeypatch):
@@ -159,5 +163,6 @@ def test_cli_parses_train_and_step_memory():
         parser.parse_args(["bench", "train", "--lengths", "zipf"])
     args = parser.parse_args(["bench", "step-memory", "--mesh", "4,16,1", "--mesh", "8,-1,1"])
     assert args.mesh == [(4, 16, 1), (8, -1, 1)] and args.devices == 64 and args.batch == 512
-    assert args.cpu_faithful
+    assert args.cpu_faithful and args.seq_chunk == 4
+    assert parser.parse_args(["bench", "train", "--seq-chunk", "2"]).seq_chunk == 2
     assert not parser.parse_args(["bench", "step-memory", "--no-cpu-faithful"]).cpu_faithful

@@ -38,8 +38,8 @@ def make_batch(seed: int, b: int = 8, k: int = 3, lq: int = 8, lp: int = 16) -> 
     return Batch(query_ids=q, query_mask=qm, passage_ids=p, passage_mask=pm, negative_ids=n, negative_mask=nm)
 
 
-def run_step(mesh, batch, spec, *, inbatch=True, teacher=None, steps=1):
-    model = Qwen3Model(CFG, ModelOptions(), rngs=nnx.Rngs(0))
+def run_step(mesh, batch, spec, *, inbatch=True, teacher=None, steps=1, opts=None):
+    model = Qwen3Model(CFG, opts or ModelOptions(), rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
     params = nnx.to_pure_dict(state)
     tx = make_optimizer(make_schedule("constant", peak_lr=1e-4, warmup_steps=0, total_steps=10))
@@ -73,6 +73,15 @@ def test_step_on_2x2x2_mesh_equals_one_device():
     assert _max_diff(params8, params1) <= 1e-5
     initial = nnx.to_pure_dict(nnx.state(Qwen3Model(CFG, ModelOptions(), rngs=nnx.Rngs(0))))
     assert _max_diff(params1, initial) > 1e-5  # the step did move the parameters
+
+
+def test_seq_chunk_step_on_a_mesh_equals_one_device():
+    batch = make_batch(3)  # 24 negatives: 6 per device of a 2x2x2 mesh, run 2 at a time
+    spec = LossSpec(mrl_dims=mrl_dims(CFG.hidden_size))
+    loss1, params1, _ = run_step(make_mesh(1, 1, 1, devices=jax.devices()[:1]), batch, spec)
+    loss8, params8, _ = run_step(make_mesh(2, 2, 2), batch, spec, opts=ModelOptions(remat="full", seq_chunk=2))
+    np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
+    assert _max_diff(params8, params1) <= 1e-5
 
 
 @pytest.mark.parametrize("k", [2, 4])
