@@ -33,8 +33,9 @@ class ModelOptions:
     dtype: DType = "float32"  # compute dtype
     attention: AttentionImpl = "auto"  # resolved per backend by `f2jax.model.attention.resolve_attention`
     remat: RematPolicy = "none"
-    # At most this many sequences per device go through a layer at once (0: all of them): the
-    # backward's working set of a layer scales with it, the FLOPs do not change.
+    # At most this many sequences per device go through a layer at once (0: all of them): with
+    # remat, the backward's working set of a layer scales with it, the FLOPs do not change
+    # (without remat every chunk's activations are kept anyway: only loop overhead is added).
     seq_chunk: int = 0
 
     def __post_init__(self) -> None:
