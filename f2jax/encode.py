@@ -22,8 +22,9 @@ from f2jax.errors import UserInputError
 from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
 from f2jax.model.config import Qwen3Config
+from f2jax.model.partitioning import batch_shards
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model
-from f2jax.sharding import BATCH_AXES, batch_sharding
+from f2jax.sharding import batch_sharding
 from f2jax.tokenizer import load_tokenizer, tokenize
 from f2jax.train.losses import normalize_rows
 
@@ -105,8 +106,7 @@ class Encoder:
     def _place(self, array: np.ndarray) -> jax.Array:
         if self.mesh is None:
             return jnp.asarray(array)
-        shards = int(np.prod([self.mesh.shape[a] for a in BATCH_AXES]))
-        if array.shape[0] % shards:
+        if array.shape[0] % batch_shards(self.mesh):
             return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec()))
         return jax.device_put(array, batch_sharding(self.mesh, array.ndim))
 

@@ -30,9 +30,10 @@ def axes(*names: str | None) -> dict[str, Any]:
     return {"out_sharding": tuple(names), "eager_sharding": False}
 
 
-def batch_shards() -> int:
-    """How many ways the mesh set with `jax.set_mesh` splits the batch (1 without such a mesh)."""
-    mesh = jax.sharding.get_abstract_mesh()
+def batch_shards(mesh: Any = None) -> int:
+    """How many ways `mesh` (default: the one set with `jax.set_mesh`) splits the batch (1 without
+    such a mesh)."""
+    mesh = jax.sharding.get_abstract_mesh() if mesh is None else mesh
     if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
         return 1
     return math.prod(mesh.shape[a] for a in BATCH_AXES)

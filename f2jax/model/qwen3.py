@@ -165,7 +165,8 @@ class Qwen3Model(nnx.Module):
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None, *,
                  segment_ids: jax.Array | None = None, positions: jax.Array | None = None) -> jax.Array:
-        return self.norm(self._layers([self._rows(input_ids, attention_mask, segment_ids, positions)])[0])
+        x = embed_lookup(self._table(), input_ids)
+        return self.norm(self._layers([self._rows(x, input_ids, attention_mask, segment_ids, positions)])[0])
 
     def call_groups(self, groups: Sequence[tuple[jax.Array, jax.Array]], *,
                     last_token: bool = False) -> list[jax.Array]:
@@ -178,7 +179,7 @@ class Qwen3Model(nnx.Module):
         `last_token` applies the final norm after taking the last tokens (RMSNorm is per token: the
         same values), so neither the normed [B, T, E] states nor their gradient exist."""
         xs = embed_lookup_groups(self._table(), [ids for ids, _ in groups])
-        hidden = self._layers([self._rows(ids, mask, None, None, x) for x, (ids, mask) in zip(xs, groups, strict=True)])
+        hidden = self._layers([self._rows(x, ids, mask, None, None) for x, (ids, mask) in zip(xs, groups, strict=True)])
         if not last_token:
             return [self.norm(h) for h in hidden]
         return [self.norm(last_token_pool(h, mask)) for h, (_, mask) in zip(hidden, groups, strict=True)]
@@ -188,10 +189,12 @@ class Qwen3Model(nnx.Module):
         here the rows are taken by `embed_lookup`, laid out so the table's gradient stays sharded."""
         return self.embed_tokens.embedding[...].astype(as_dtype(self.options.dtype))
 
-    def _rows(self, input_ids: jax.Array, attention_mask: jax.Array | None, segment_ids: jax.Array | None,
-              positions: jax.Array | None, embedded: jax.Array | None = None) -> LayerRows:
+    def _rows(self, embedded: jax.Array, input_ids: jax.Array, attention_mask: jax.Array | None,
+              segment_ids: jax.Array | None, positions: jax.Array | None) -> LayerRows:
+        """The embedded tokens of one batch with what every layer needs: RoPE tables and the
+        padding lengths or packed segment ids."""
         dtype = as_dtype(self.options.dtype)
-        x = pin_batch(embed_lookup(self._table(), input_ids) if embedded is None else embedded)
+        x = pin_batch(embedded)
         if segment_ids is None:
             lengths = attention_mask.astype(jnp.int32).sum(axis=-1)
             cos, sin = rope_tables(self.config, input_ids.shape[1], dtype)
@@ -247,8 +250,8 @@ def run_layer(layer: DecoderLayer, rows: LayerRows, remat: str, seq_chunk: int) 
 
     if remat != "none":
         apply = jax.checkpoint(apply, policy=REMAT_POLICIES[remat], prevent_cse=False)
-    b = rows.hidden.shape[0]
-    shards = batch_shards() if b % batch_shards() == 0 else 1  # as `pin_batch` lays the rows out
+    b, shards = rows.hidden.shape[0], batch_shards()
+    shards = shards if b % shards == 0 else 1  # as `pin_batch` lays the rows out
     k = seq_chunks(b // shards, seq_chunk)
     if k == 1:
         return apply(rows)
