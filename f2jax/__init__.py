@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 def load(path: Any, dtype: str = "float32", **kwargs: Any) -> Encoder:
     """An `Encoder` from a Hugging Face Qwen3 directory (or an f2jax export), or from an f2jax
     run directory (its newest valid checkpoint; `step=N` picks another)."""
-    from pathlib import Path
+    from f2jax.paths import existing
 
-    if (Path(path) / "checkpoints").is_dir():
+    if (existing(path) / "checkpoints").is_dir():
         from f2jax.train.export import encoder_from_checkpoint
 
         return encoder_from_checkpoint(path, kwargs.pop("step", None))[1]

@@ -1,21 +1,23 @@
 """Typed run configuration: YAML file + `key=value` overrides -> validated dataclasses.
 
-Unknown keys and ill-typed values fail with the dotted key that caused them, before anything
-is loaded or compiled.
+Unknown keys and ill-typed values fail with the dotted key that caused them (and the closest
+known key, for a likely typo), before anything is loaded or compiled. Every key is declared with
+`key(default, meaning)`: `f2jax config show` prints the meanings from there, so they cannot drift.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from f2jax.errors import F2JaxError
 from f2jax.model.options import AttentionImpl, DType, ModelOptions, RematPolicy
+from f2jax.paths import Path, absolute, as_path
 
 
 class ConfigError(F2JaxError, ValueError):
@@ -24,15 +26,22 @@ class ConfigError(F2JaxError, ValueError):
     kind = "configuration error"
 
 
+def key(default: Any, meaning: str) -> Any:
+    """A config key with its one-line meaning, kept beside the field so `f2jax config show`
+    prints what the code declares (`f2jax.config_cli`)."""
+    return dataclasses.field(default=default, metadata={"help": meaning})
+
+
 @dataclasses.dataclass
 class ModelRuntime:
     """How a model runs (shared by the student `model` and a co-hosted `teacher`)."""
 
-    param_dtype: DType = "float32"
-    dtype: DType = "float32"  # compute dtype
-    attention: AttentionImpl = "auto"  # per backend: splash (TPU), cudnn (GPU, bf16/fp16), xla (CPU)
-    remat: RematPolicy = "none"
-    seq_chunk: int = 0  # at most this many sequences per device through a layer at once (0: all)
+    param_dtype: DType = key("float32", "dtype the weights are stored (and optimised) in")
+    dtype: DType = key("float32", "compute dtype")
+    attention: AttentionImpl = key("auto", "attention kernel; auto: splash (TPU), cudnn (GPU, bf16/fp16), "
+                                           "xla (CPU)")
+    remat: RematPolicy = key("none", "gradient checkpointing policy of each layer (named remat policy)")
+    seq_chunk: int = key(0, "at most this many sequences per device through a layer at once (0: all)")
 
     def options(self) -> ModelOptions:
         return ModelOptions(param_dtype=self.param_dtype, dtype=self.dtype, attention=self.attention,
@@ -41,74 +50,83 @@ class ModelRuntime:
 
 @dataclasses.dataclass
 class ModelSection(ModelRuntime):
-    path: str | None = None  # Hugging Face Qwen3 directory to start from
-    init: dict[str, Any] | None = None  # or a config.json-style dict: a fresh random model
-    init_seed: int = 0
-    tokenizer: str | None = None  # default: the model directory, else the bundled Qwen3 tokenizer
+    path: str | None = key(None, "Hugging Face Qwen3 directory to start from")
+    init: dict[str, Any] | None = key(None, "or a config.json-style dict: a fresh random model")
+    init_seed: int = key(0, "seed of the fresh random model (model.init)")
+    tokenizer: str | None = key(None, "tokenizer directory; default: the model directory, else the bundled "
+                                      "Qwen3 tokenizer")
 
 
 @dataclasses.dataclass
 class TeacherSection(ModelRuntime):
-    path: str | None = None  # a frozen Qwen3 teacher for distillation (same tokenizer)
-    embeddings: bool = False  # or its vectors precomputed into data.path/teacher (`f2jax data teacher-embed`)
-    param_dtype: DType = "bfloat16"  # frozen: no optimiser, so half-size weights are enough
-    dtype: DType = "bfloat16"
-    weight: float = 1.0  # kd_weight
+    path: str | None = key(None, "a frozen Qwen3 teacher for distillation (same tokenizer)")
+    embeddings: bool = key(False, "or its vectors precomputed into data.path/teacher "
+                                  "(`f2jax data teacher-embed`)")
+    param_dtype: DType = key("bfloat16", "dtype of the frozen weights (no optimiser: half size is enough)")
+    dtype: DType = key("bfloat16", "compute dtype")
+    weight: float = key(1.0, "weight of the distillation loss (kd_weight)")
 
 
 @dataclasses.dataclass
 class DataSection:
-    path: str | None = None  # tokenised data directory (`f2jax data tokenize` output)
-    raw: str | None = None  # raw parquet sources tokenised into `path` (or run_dir/data) if absent; "demo"
-    global_batch_size: int = 16
-    max_length: int = 1024
-    buckets: list[int] | None = None
-    negatives: dict[str, int] | None = None
-    instructions: bool = False
-    holdout: float = 0.01
-    max_rows_per_source: int | None = 80_000
-    num_threads: int = 2
-    packing: bool = False  # pack each step's texts into rows of pack_length (segment-aware attention)
-    pack_length: int | None = None  # packed row length T; default data.max_length
+    path: str | None = key(None, "tokenised data directory (`f2jax data tokenize` output)")
+    raw: str | None = key(None, "raw parquet sources, tokenised into data.path (or RUN_DIR/data) if absent; "
+                                "'demo': the bundled demo data")
+    global_batch_size: int = key(16, "queries per optimiser step, over all devices and processes")
+    max_length: int = key(1024, "tokens per text (longer texts are truncated, EOS kept)")
+    buckets: list[int] | None = key(None, "padded lengths texts are bucketed into (default: powers of two up "
+                                          "to max_length)")
+    negatives: dict[str, int] | None = key(None, "hard negatives per query by task type (default: retrieval 7, "
+                                                 "clustering 9, classification 1)")
+    instructions: bool = key(False, "prefix queries with their source's instruction")
+    holdout: float = key(0.01, "fraction of each source's rows held out for validation")
+    max_rows_per_source: int | None = key(80_000, "rows kept per source for training (null: all)")
+    num_threads: int = key(2, "Grain reader threads")
+    packing: bool = key(False, "pack each step's texts into rows of pack_length (segment-aware attention)")
+    pack_length: int | None = key(None, "packed row length T; default data.max_length")
 
 
 @dataclasses.dataclass
 class TrainSection:
-    seed: int = 0
-    steps: int | None = None  # default: epochs × steps per epoch
-    epochs: int = 1
-    lr: float = 1e-5
-    min_lr: float = 1e-7
-    warmup_steps: int = 0
-    schedule: Literal["cosine", "constant"] = "cosine"
-    weight_decay: float = 0.01
-    b1: float = 0.9
-    b2: float = 0.98
-    clip_norm: float = 1.0
-    grad_accum: int = 1
-    temperature: float = 0.05
-    mrl: bool = True
-    mrl_dims: list[int] | None = None
-    inbatch_passage_gradient: bool = True
-    log_every: int = 10
-    eval_every: int = 0
-    eval_batches: int = 8
+    seed: int = key(0, "seed of the data order and hard-negative sampling")
+    steps: int | None = key(None, "optimiser steps (default: epochs × steps per epoch)")
+    epochs: int = key(1, "passes over the training rows (when train.steps is unset)")
+    lr: float = key(1e-5, "peak learning rate (AdamW)")
+    min_lr: float = key(1e-7, "learning rate at the end of the cosine schedule")
+    warmup_steps: int = key(0, "linear warm-up steps (cut to the run's length)")
+    schedule: Literal["cosine", "constant"] = key("cosine", "learning-rate schedule after warm-up")
+    weight_decay: float = key(0.01, "AdamW weight decay")
+    b1: float = key(0.9, "AdamW beta1")
+    b2: float = key(0.98, "AdamW beta2")
+    clip_norm: float = key(1.0, "clip gradients to this global norm")
+    grad_accum: int = key(1, "GradCache micro-batches per step (exact big-batch loss in less memory)")
+    temperature: float = key(0.05, "contrastive softmax temperature")
+    mrl: bool = key(True, "Matryoshka loss over several embedding widths")
+    mrl_dims: list[int] | None = key(None, "Matryoshka widths (default: the recipe's, up to hidden_size)")
+    inbatch_passage_gradient: bool = key(True, "in-batch loss: gradient through passages too (false: the "
+                                               "reference's multi-GPU behaviour, queries only)")
+    log_every: int = key(10, "steps between metrics.jsonl / TensorBoard records")
+    eval_every: int = key(0, "steps between validation passes (0: none)")
+    eval_batches: int = key(8, "validation batches per source and pass")
 
 
 @dataclasses.dataclass
 class MeshSection:
-    data: int = -1
-    fsdp: int = 1
-    tensor: int = 1
+    data: int = key(-1, "data-parallel axis size (-1: the devices left over)")
+    fsdp: int = key(1, "fully sharded data-parallel axis size (parameters and batch)")
+    tensor: int = key(1, "tensor-parallel axis size")
 
 
 @dataclasses.dataclass
 class CheckpointSection:
-    every: int = 0  # steps; 0 = only at epoch ends and on preemption
-    keep: int = 3
-    keep_every: int | None = None
-    async_save: bool = True
-    allow_config_change: bool = False  # resume a run dir whose checkpoints were made with another config
+    every: int = key(0, "steps between checkpoints; 0 = only at epoch ends and on preemption")
+    keep: int = key(3, "newest checkpoints kept")
+    keep_every: int | None = key(None, "also keep every N-th step for good")
+    async_save: bool = key(True, "save in the background while training continues")
+    allow_config_change: bool = key(False, "resume a run dir whose checkpoints were made with another config")
+    compile_cache: str | None = key("run_dir", "persistent XLA compilation cache, so a restart compiles nothing it "
+                                               "compiled before: run_dir (RUN_DIR/compile_cache), a directory or "
+                                               "gs:// URL, or null (off)")
 
 
 @dataclasses.dataclass
@@ -130,12 +148,8 @@ def check_packing(cfg: RunConfig) -> None:
     if d.pack_length is not None and d.pack_length < d.max_length:
         raise ConfigError(f"data.pack_length ({d.pack_length}) must be >= data.max_length ({d.max_length}): "
                           "every text must fit one packed row")
-    if not d.packing:
-        return
-    for key, section in (("model", cfg.model), ("teacher", cfg.teacher if cfg.teacher.path else None)):
-        if section is not None and section.attention == "cudnn":
-            raise ConfigError(f"{key}.attention: cudnn cannot take packed batches; use data.packing=false or "
-                              "attention xla/chunked")
+    # Which attention kernel takes packed rows is decided in one place, per backend:
+    # f2jax.model.attention.choose_kernel.
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:
@@ -182,6 +196,12 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+def _with_suggestion(key: str, name: Any, names: set[str], prefix: str) -> str:
+    """`key (did you mean <prefix><closest>?)` when a known key is a likely typo of `name`."""
+    close = difflib.get_close_matches(str(name), sorted(names), n=1, cutoff=0.6)
+    return f"{key} (did you mean {prefix}{close[0]}?)" if close else key
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
@@ -189,7 +209,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        keys = ", ".join(f"{prefix}{k}" for k in unknown)
+        keys = ", ".join(_with_suggestion(f"{prefix}{k}", k, names, prefix) for k in unknown)
         raise ConfigError(f"unknown config key(s): {keys} (known under {prefix or 'top level'}: {sorted(names)})")
     kwargs = {}
     for name, value in data.items():
@@ -225,17 +245,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config; `include: other.yaml` (relative to the file) is read first, then overridden."""
-    file = Path(path)
+    file = absolute(path)  # a URL or a local file
     if not file.exists():
         raise ConfigError(f"config file {file} not found")
-    if file.resolve() in _seen:
+    if file in _seen:
         raise ConfigError(f"{file}: include cycle")
     tree = yaml.safe_load(file.read_text()) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{file}: the top level must be a mapping")
     include = tree.pop("include", None)
     if include is not None:
-        tree = _merge(read_yaml(file.parent / include, (*_seen, file.resolve())), tree)
+        tree = _merge(read_yaml(file.parent / include, (*_seen, file)), tree)
     return tree
 
 
@@ -247,7 +267,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    as_path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def config_from_dict(tree: dict[str, Any]) -> RunConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -18,20 +17,23 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from f2jax.data.batch import bucket_for, length_buckets, pad_sequences
+from f2jax.data.tasks import instruct
 from f2jax.errors import UserInputError
 from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
+from f2jax.losses import normalize_rows
 from f2jax.model.config import Qwen3Config
 from f2jax.model.partitioning import batch_shards
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model
+from f2jax.paths import Path
 from f2jax.sharding import batch_sharding
+from f2jax.storage import local_copy
 from f2jax.tokenizer import load_tokenizer, tokenize
-from f2jax.train.losses import normalize_rows
 
 __all__ = ["Encoder", "batch_bucket", "bucket_for", "length_buckets", "normalize_rows", "pooled", "pooled_groups"]
 
 DEFAULT_MAX_LENGTH = 512
-F2LLM_QUERY_PROMPT = "Instruct: Given a question, retrieve passages that can help answer the question.\nQuery: "
+F2LLM_QUERY_PROMPT = instruct("Given a question, retrieve passages that can help answer the question.", "")
 ENCODE_SMALLEST_BUCKET = 16  # training batches start at 32 (f2jax.data.pipeline)
 
 
@@ -89,8 +91,9 @@ class Encoder:
     def from_pretrained(cls, path: str | Path, dtype: str = "float32", *, max_length: int | None = None,
                         attention: str = "auto", mesh: Mesh | None = None,
                         param_dtype: str | None = None) -> Encoder:
-        """Load a Hugging Face Qwen3 directory (with tokenizer files) or an f2jax export."""
-        path = Path(path)
+        """Load a Hugging Face Qwen3 directory (with tokenizer files) or an f2jax export; a URL is
+        read from its local copy (`f2jax.storage.local_copy`)."""
+        path = local_copy(path)
         opts = ModelOptions(param_dtype=param_dtype or dtype, dtype=dtype, attention=attention)
         model = load_model(path, opts, mesh=mesh)
         tokenizer = load_tokenizer(path)

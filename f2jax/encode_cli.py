@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from typing import Any
 
 from f2jax.errors import InputNotFoundError, UserInputError
 
@@ -23,10 +23,12 @@ def add_encode_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_encode)
 
 
-def read_texts(path: Path) -> list[str]:
+def read_texts(path: Any) -> list[str]:
     """Texts of a plain file (one per line) or a .jsonl with a string field 'text' per row."""
-    if not path.is_file():
-        raise InputNotFoundError(f"--input {path}: no such file")
+    from f2jax.paths import existing
+
+    if not existing(path, "--input").is_file():
+        raise InputNotFoundError(f"--input {path}: a directory, not a file of texts")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
@@ -49,11 +51,15 @@ def run_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
     import f2jax
+    from f2jax.paths import as_path, existing
+    from f2jax.storage import publish_file
 
-    texts = read_texts(Path(args.input))
+    texts = read_texts(as_path(args.input))
+    existing(args.model, "MODEL")
     encoder = f2jax.load(args.model, dtype=args.dtype, max_length=args.max_length)
     vectors = encoder.encode(texts, prompt=args.prompt, prompt_name=args.prompt_name, dim=args.dim,
                              batch_size=args.batch_size)
-    np.save(args.output, vectors)
+    with publish_file(args.output) as local, local.open("wb") as handle:  # no half file on a kill
+        np.save(handle, vectors)
     print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}")
     return 0

@@ -8,10 +8,10 @@ transformers itself. Needs torch (the `test` extra).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from f2jax.model.presets import QWEN3_EOS_ID, QWEN3_VOCAB_SIZE
+from f2jax.paths import Path
 from f2jax.tokenizer import load_tokenizer
 
 

@@ -7,12 +7,18 @@ sentence-transformers (and anyone calling the tokenizer) produce exactly the ids
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
+import os
 
 from tokenizers import processors
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from f2jax.errors import InputNotFoundError, UserInputError
+from f2jax.paths import Path, as_path
+from f2jax.storage import local_copy
+
+# What a tokenizer reads from a model directory (a URL stages only these, not the weights).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "chat_template.jinja")
 
 
 def bundled_tokenizer_dir() -> Path:
@@ -55,10 +61,10 @@ def append_eos(tokenizer: PreTrainedTokenizerBase, eos_token: str | None = None)
 
 def load_tokenizer(path: str | Path | None = None, *, eos_token: str | None = None) -> PreTrainedTokenizerBase:
     """Load a fast tokenizer from `path` (default: the bundled Qwen3 one) with EOS appended."""
-    path = Path(path) if path is not None else bundled_tokenizer_dir()
+    path = as_path(path) if path is not None else bundled_tokenizer_dir()
     if not (path / "tokenizer.json").exists() and not (path / "tokenizer_config.json").exists():
         raise InputNotFoundError(f"no tokenizer files (tokenizer.json) in {path}")
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(os.fspath(local_copy(path, only=TOKENIZER_FILES)))
     if not tokenizer.is_fast:
         raise UserInputError(f"{path}: a fast tokenizer (tokenizer.json) is required")
     return append_eos(tokenizer, eos_token)

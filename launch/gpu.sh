@@ -2,6 +2,9 @@
 # Multi-node GPU training: one `f2jax train --distributed` process per node, driving all of the
 # node's GPUs. Under SLURM (sbatch + srun) or over plain ssh. See usage() or `launch/gpu.sh -h`.
 set -euo pipefail
+LAUNCHER=gpu.sh
+# shellcheck source=launch/common.sh
+source "$(dirname "$0")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -43,19 +46,6 @@ EOF
 }
 
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
-die() { echo "gpu.sh: $*" >&2; exit 2; }
-log() { echo "gpu.sh: $*" >&2; }
-
-quote() {  # the arguments as one shell-quoted line (`--flag=value` keeps `--flag=` outside quotes)
-  local out="" a pre val
-  for a in "$@"; do
-    pre=""
-    val=$a
-    if [[ $a =~ ^(--[A-Za-z0-9-]+=)(.*)$ ]]; then pre=${BASH_REMATCH[1]}; val=${BASH_REMATCH[2]}; fi
-    if [[ $val =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=" $pre$val"; else out+=" $pre'${val//\'/\'\\\'\'}'"; fi
-  done
-  printf '%s\n' "${out# }"
-}
 
 NODES=1
 GPUS=8
@@ -113,10 +103,6 @@ F2JAX=$VENV/bin/f2jax
 SETUP_CMD="{ [ -x $(quote "$VENV")/bin/python ] || python3 -m venv $(quote "$VENV"); } && $(quote "$VENV")/bin/python -m pip install -q $(quote "$SETUP_SPEC")"
 TRAIN_ARGS=(--config "$CONFIG" --run-dir "$RUN_DIR" "${OVERRIDES[@]}")
 
-x() {  # run a command, or print it with --dry-run
-  if [ "$DRY_RUN" = 1 ]; then quote "$@"; else "$@"; fi
-}
-
 run_slurm() {
   local script=$LOG_DIR/$RUN.sbatch body a
   body="#!/usr/bin/env bash
@@ -148,14 +134,6 @@ $(quote srun --kill-on-bad-exit=1 --label "$F2JAX" train --distributed "${TRAIN_
     log "batch script $script"
   fi
   x sbatch "$script"
-}
-
-tee_prefixed() {  # tee_prefixed PREFIX FILE: stdin appended to FILE and to stdout with PREFIX
-  local line
-  while IFS= read -r line || [ -n "$line" ]; do
-    printf '%s\n' "$line" >&3
-    printf '%s%s\n' "$1" "$line"
-  done 3>>"$2"
 }
 
 pidfile() { echo "/tmp/f2jax-$RUN-$1.pid"; }

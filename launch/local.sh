@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run N cooperating processes on this machine, as a multi-host job would (CPU stand-in devices).
 set -euo pipefail
+LAUNCHER=local.sh
+# shellcheck source=launch/common.sh
+source "$(dirname "$0")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -32,16 +35,6 @@ Output of process i goes to its log file and to the console prefixed with `[p<i>
 process exits non-zero the others are stopped (SIGTERM to their process groups, SIGKILL after
 the grace period) and the script exits with that process's exit code; Ctrl-C stops them all.
 EOF
-}
-
-die() { echo "local.sh: $*" >&2; exit 2; }
-
-quote() {  # print the arguments as one shell-quoted line
-  local out="" a
-  for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=" $a"; else out+=" '${a//\'/\'\\\'\'}'"; fi
-  done
-  printf '%s\n' "${out# }"
 }
 
 free_port() {
@@ -133,14 +126,6 @@ fi
 
 mkdir -p "$LOG_DIR"
 echo "local.sh: $NPROC processes x $DEVICES CPU devices, coordinator $COORD, logs in $LOG_DIR/" >&2
-
-tee_prefixed() {  # tee_prefixed PREFIX FILE: stdin to FILE as is and to stdout with PREFIX, line by line
-  local line
-  while IFS= read -r line || [ -n "$line" ]; do
-    printf '%s\n' "$line" >&3
-    printf '%s%s\n' "$1" "$line"
-  done 3>>"$2"
-}
 
 # Job control: every background job (one process and its output filter) is its own process
 # group, so stopping a process stops everything it started.

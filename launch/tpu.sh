@@ -2,6 +2,9 @@
 # Cloud TPU VM slices: create (queued resource), ship this checkout, run `f2jax train` on every
 # worker, retry after preemption. See usage() or `launch/tpu.sh -h`.
 set -euo pipefail
+LAUNCHER=tpu.sh
+# shellcheck source=launch/common.sh
+source "$(dirname "$0")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -50,29 +53,18 @@ options (anywhere before `--`; the environment variable in brackets is the defau
   -h, --help                  this text
 
 RUN_DIR must be storage every worker sees (gs://bucket/path); so must the config's data.path and
-model.path (override them with key=value if the config holds local paths). Exit codes: a failed
-worker's exit code; 75 when the run stopped on a preemption notice (rerun to resume); 2 for
-usage errors.
+model.path (override them with key=value if the config holds local paths): each worker copies a
+gs:// model and data once into F2JAX_STAGE_DIR (default ~/.cache/f2jax/staged) and reuses the copy
+on reruns (docs/scaling.md, "Buckets"). Exit codes: a failed worker's exit code; 75 when the
+run stopped on a preemption notice (rerun to resume); 2 for usage errors.
 
   launch/tpu.sh --name f2-v5p --zone us-east5-a --type v5p-128 --spot --retries 5 \
-      train configs/recipes/stage1_8b.yaml gs://my-bucket/runs/stage1_8b model.path=gs://my-bucket/Qwen3-8B
+      train configs/recipes/stage1_8b.yaml gs://my-bucket/runs/stage1_8b model.path=gs://my-bucket/Qwen3-8B \
+      data.path=gs://my-bucket/data/stage1
 EOF
 }
 
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
-die() { echo "tpu.sh: $*" >&2; exit 2; }
-log() { echo "tpu.sh: $*" >&2; }
-
-quote() {  # the arguments as one shell-quoted line (`--flag=value` keeps `--flag=` outside quotes)
-  local out="" a pre val
-  for a in "$@"; do
-    pre=""
-    val=$a
-    if [[ $a =~ ^(--[A-Za-z0-9-]+=)(.*)$ ]]; then pre=${BASH_REMATCH[1]}; val=${BASH_REMATCH[2]}; fi
-    if [[ $val =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=" $pre$val"; else out+=" $pre'${val//\'/\'\\\'\'}'"; fi
-  done
-  printf '%s\n' "${out# }"
-}
 
 # ---- options ----
 NAME=${TPU_NAME:-}
@@ -154,9 +146,6 @@ workers_for() {  # TPU VM hosts of an accelerator type (v4/v5p count TensorCores
 
 # ---- running commands ----
 exec 4>&1  # the real stdout, for commands printed inside $(...)
-x() {  # run a command, or print it with --dry-run
-  if [ "$DRY_RUN" = 1 ]; then quote "$@"; else "$@"; fi
-}
 
 GCLOUD_QR=(gcloud compute tpus queued-resources)
 GCLOUD_VM=(gcloud compute tpus tpu-vm)
@@ -275,14 +264,6 @@ num_workers() {
   read -ra hosts <<<"${ips//;/ }"
   [ ${#hosts[@]} -gt 0 ] || { log "no workers found for $NAME"; return 1; }
   echo ${#hosts[@]}
-}
-
-tee_prefixed() {  # tee_prefixed PREFIX FILE: stdin appended to FILE and to stdout with PREFIX
-  local line
-  while IFS= read -r line || [ -n "$line" ]; do
-    printf '%s\n' "$line" >&3
-    printf '%s%s\n' "$1" "$line"
-  done 3>>"$2"
 }
 
 cmd_run() {

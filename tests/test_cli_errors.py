@@ -89,7 +89,7 @@ def test_missing_input_directory(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,kind,names", [
-    (["train.lrr=1"], "configuration error", ["train.lrr"]),
+    (["train.lrr=1"], "configuration error", ["train.lrr", "(did you mean train.lr?)"]),
     (["train.lr=fast"], "configuration error", ["train.lr", "'fast'"]),
     (["mesh.fsdp=3"], "configuration error", ["mesh", "3"]),
     (["model.attention=flash"], "configuration error", ["model.attention", "'flash'"]),
@@ -157,8 +157,11 @@ def test_missing_model_and_input(tmp_path, tiny_model):
     good, texts = tmp_path / "good.txt", tmp_path / "texts.jsonl"
     good.write_text("a\n")
     texts.write_text('{"text": "a"}\n{"txt": "b"}\n')
-    assert_one_line(run_cli("encode", str(tmp_path / "none"), "--input", str(good), "--output", "v.npy"),
-                    "not found", str(tmp_path / "none" / "config.json"))
+    result = run_cli("encode", str(tmp_path / "none"), "--input", str(good), "--output", "v.npy")
+    assert_one_line(result, "not found", f"MODEL: {tmp_path / 'none'} does not exist")
+    assert "config.json" not in result.stderr
+    assert_one_line(run_cli("data", "tokenize", str(tmp_path / "missing"), str(tmp_path / "out")),
+                    "not found", f"{tmp_path / 'missing'} does not exist")
     assert_one_line(run_cli("encode", str(tiny_model), "--input", str(tmp_path / "x.txt"), "--output", "v.npy"),
                     "not found", "--input", str(tmp_path / "x.txt"))
     assert_one_line(run_cli("encode", str(tiny_model), "--input", str(texts), "--output", "v.npy"),

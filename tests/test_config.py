@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,16 @@ def test_overrides_and_errors(tmp_path):
     assert load_config("configs/demo.yaml", ["model.seq_chunk=4"]).model.options().seq_chunk == 4
     with pytest.raises(ConfigError, match="data.raw: .* does not exist"):
         check_static(load_config("configs/demo.yaml", [f"data.raw={tmp_path}/none"]))
+
+
+@pytest.mark.parametrize("override,suggestion", [
+    ("train.lrr=3", "train.lrr (did you mean train.lr?)"),
+    ("trian.lr=3", "trian (did you mean train?)"),
+    ("model.attn=xla", "model.attn (did you mean model.attention?)"),
+])
+def test_unknown_key_suggests_the_closest(override, suggestion):
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): " + re.escape(suggestion)):
+        load_config(None, [override])
+    with pytest.raises(ConfigError) as info:  # nothing close: no guess
+        load_config(None, ["train.zzzzzz=1"])
+    assert "did you mean" not in str(info.value)

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -25,6 +24,7 @@ from f2jax.model import abstract_model
 from f2jax.model.config import Qwen3Config
 from f2jax.model.options import ModelOptions
 from f2jax.model.presets import QWEN3_06B
+from f2jax.paths import Path
 from f2jax.sharding import make_mesh, param_shardings
 from f2jax.train import setup
 from f2jax.train.checkpoint import Checkpointer

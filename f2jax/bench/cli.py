@@ -10,13 +10,13 @@ Registered by `f2jax.cli` through `add_bench_parser`; also runnable on its own a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
+from f2jax.bench.cli_step import add_gpu_check_parser, add_train_parser
 from f2jax.bench.mine import add_mine_bench_parser
-from f2jax.model.options import ATTENTION_IMPLS, REMAT_NAMES
-from f2jax.model.presets import QWEN3_06B, SHAPES
+from f2jax.model.options import ATTENTION_IMPLS
+from f2jax.model.presets import QWEN3_06B
 
 
 def _int_list(text: str) -> list[int]:
@@ -121,34 +121,6 @@ def _add_seq_chunk(p: argparse.ArgumentParser, default: int) -> None:
                         f"(0: all; default {default})")
 
 
-def _lengths_mode(text: str) -> str:
-    from f2jax.bench.lengths import check_lengths_mode
-
-    try:
-        return check_lengths_mode(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from f2jax.bench.report import emit
-    from f2jax.bench.train_step import bench_train_step
-
-    result = bench_train_step(
-        shape=args.shape, hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
-        head_dim=args.head_dim, intermediate=args.intermediate, vocab=args.vocab, batch=args.batch,
-        negatives=args.negatives, length=args.length, lengths=args.lengths, steps=args.steps,
-        warmup=args.warmup, lr=args.lr, threads=args.threads, attn=args.attn, workdir=args.workdir,
-        param_dtype=args.param_dtype, dtype=args.dtype, attention=args.attention, remat=args.remat,
-        torch=args.torch, packing=args.packing, seq_chunk=args.seq_chunk,
-    )
-    side = "PyTorch/transformers" if args.torch else "no PyTorch side"
-    title = (f"train ({result['shape']}, {result['dtype']} compute, f2jax jitted step vs {side}, "
-             "median step; ratio_* = f2jax / PyTorch)")
-    emit(title, result, args.json)
-    return 0
-
-
 def _run_step_memory(args: argparse.Namespace) -> int:
     from f2jax.bench.report import emit
     from f2jax.bench.step_memory import DEFAULT_MESHES, bench_step_memory
@@ -158,18 +130,6 @@ def _run_step_memory(args: argparse.Namespace) -> int:
                                attention=args.attention, seq_chunk=args.seq_chunk, cpu_faithful=args.cpu_faithful)
     title = "step-memory (compiled bytes per device, abstract sharded args, CPU stand-in devices)"
     emit(title, result, args.json)
-    return 0
-
-
-def _run_gpu_check(args: argparse.Namespace) -> int:
-    from f2jax.bench.gpu_check import gpu_check
-    from f2jax.bench.report import emit
-
-    parts = tuple(args.parts.split(","))
-    result = gpu_check(tiny=args.tiny, remat=args.remat, param_dtype=args.param_dtype,
-                       steps=args.steps, workdir=args.workdir, parts=parts)
-    emit("gpu-check (bf16 parity, cudnn vs xla attention, 0.6B train step vs PyTorch)", result, args.json)
-    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -255,39 +215,6 @@ def _add_more_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_mteb)
 
 
-def _add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train-step time, tokens/s, MFU/HFU, memory: f2jax vs the PyTorch reference")
-    p.add_argument("--shape", default="tiny", choices=["tiny", *SHAPES],
-                   help="model preset (tiny: hidden 128, 2 layers); the flags below override it")
-    for flag in ("--hidden", "--layers", "--heads", "--kv-heads", "--head-dim", "--intermediate", "--vocab"):
-        p.add_argument(flag, type=int, default=None)
-    p.add_argument("--batch", type=int, default=16, help="queries per step")
-    p.add_argument("--negatives", type=int, default=7, help="hard negatives per query")
-    p.add_argument("--length", type=int, default=128, help="maximum tokens per text (the largest bucket)")
-    p.add_argument("--lengths", type=_lengths_mode, default="uniform",
-                   help="token-length mix: fixed | uniform (length/4..length) | demo (the bundled demo "
-                        "data) | lognormal:MEAN (passages mean MEAN, queries MEAN/4)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                   help="compute dtype (torch: bf16 autocast); auto: bfloat16 on a GPU, else float32")
-    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--attention", default="auto", choices=list(ATTENTION_IMPLS), help="f2jax model.attention")
-    p.add_argument("--remat", default="none", choices=list(REMAT_NAMES),
-                   help="f2jax remat policy; any but none also turns on torch gradient checkpointing")
-    p.add_argument("--steps", type=int, default=10, help="timed steps each, interleaved")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps each after the first")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores XLA uses)")
-    p.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"],
-                   help="transformers attention kernel (auto: flash_attention_2 where installed, else sdpa)")
-    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch baseline")
-    _add_seq_chunk(p, 0)
-    p.add_argument("--packing", action="store_true",
-                   help="f2jax packs the texts into rows of --length (data.packing) instead of length buckets")
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--json", default=None, metavar="OUT")
-    p.set_defaults(func=_run_train)
-
-
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser(
         "bench",
@@ -338,7 +265,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_encode)
 
-    _add_train_parser(sub)
+    add_train_parser(sub)
 
     p = sub.add_parser(
         "step-memory", help="compiled memory per device of the sharded train step on N CPU devices"
@@ -362,18 +289,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     p.set_defaults(func=_run_step_memory)
 
-    p = sub.add_parser(
-        "gpu-check", help="one-GPU check: bf16/cuDNN parity vs transformers, cudnn vs xla, 0.6B train step"
-    )
-    p.add_argument("--tiny", action="store_true", help="tiny shapes (implied without a GPU)")
-    p.add_argument("--remat", default="full", choices=["none", "full", "dots", "dots_all"])
-    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="f2jax train-step parameter dtype (compute is bfloat16)")
-    p.add_argument("--steps", type=int, default=None, help="timed train steps each (default 10; tiny 2)")
-    p.add_argument("--parts", default="parity,attn,train", help="comma-separated subset to run")
-    p.add_argument("--workdir", default=None, help="where temporary checkpoints are written")
-    p.add_argument("--json", default=None, metavar="OUT")
-    p.set_defaults(func=_run_gpu_check)
+    add_gpu_check_parser(sub)
     _add_more_parsers(sub)
     add_mine_bench_parser(sub)
 

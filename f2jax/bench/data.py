@@ -13,13 +13,13 @@ import math
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
 from f2jax.data.batch import bucket_for, length_buckets
 from f2jax.data.packing import packing_efficiency
 from f2jax.data.pipeline import TRAIN_SMALLEST_BUCKET, make_dataset, make_pipeline
+from f2jax.paths import Path
 
 Lengths = tuple[np.ndarray, np.ndarray, np.ndarray]  # query [b], passage [b], negative [b, K] token counts
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from f2jax.bench.texts import stdlib_texts
+from f2jax.paths import Path
 from f2jax.testing import make_tiny_qwen3
 
 

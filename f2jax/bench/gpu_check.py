@@ -1,13 +1,16 @@
 """`f2jax bench gpu-check`: what works on one GPU, in one short run, with every figure recorded.
 
-Three independent parts, each in its own try/except (a failure is recorded as `<part>_error`
+Independent parts, each in its own try/except (a failure is recorded as `<part>_error`
 and the rest still run), on random Qwen3-0.6B-shaped models built locally (no downloads):
 
 1. `parity_*`: f2jax bf16 with cuDNN attention vs transformers bf16 (sdpa) on a right-padded
    batch, and f2jax fp32 (xla attention, highest matmul precision) vs transformers fp32.
 2. `attn_*`: f2jax bf16 with cuDNN vs xla attention: hidden states and parameter gradients of
    a scalar loss (pooled embeddings · a random vector).
-3. `train_*`: the `f2jax bench train` step (f2jax_train_step vs PyTorch) at batch 16 × (2 + 7)
+3. `packed_*` (only when asked, `--parts ...,packed`): attention alone on packed rows, each
+   kernel (cuDNN packed layout, Pallas-Triton, chunked, xla) vs a float32 reference
+   (`f2jax.bench.packed_attention`).
+4. `train_*`: the `f2jax bench train` step (f2jax_train_step vs PyTorch) at batch 16 × (2 + 7)
    × 512 with float32 master weights and bf16 compute, plus model FLOPs and MFU.
 
 Without a GPU (or with `tiny=True`) the shapes shrink so it runs on CPU in well under a minute,
@@ -22,13 +25,13 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from f2jax.bench.train_step import build_hf_model, make_batch
 from f2jax.model.presets import QWEN3_06B
+from f2jax.paths import Path
 
 TINY_MODEL = dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16)
@@ -208,6 +211,11 @@ def gpu_check(*, tiny: bool = False, remat: str = "full", param_dtype: str = "fl
             _guard("attn", results, lambda: part_attention(path, ids, mask, attention=cmp_attn,
                                                            hidden=m["hidden_size"]))
     jax.clear_caches()
+    if "packed" in parts:
+        from f2jax.bench.packed_attention import bench_packed_attention
+
+        _guard("packed", results, lambda: bench_packed_attention(tiny=tiny))
+        jax.clear_caches()
     if "train" in parts:
         _guard("train", results, lambda: _part_train(shape, m, fwd_attn, remat, param_dtype, steps, workdir))
     return results

@@ -13,11 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from f2jax.bench.synth import write_checkpoint
 from f2jax.model.config import Qwen3Config
+from f2jax.paths import Path
 
 TARGET_RATIO = 1.3
 

@@ -12,8 +12,9 @@ import gc
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from f2jax.paths import Path
 
 MODES = ("streaming", "naive")
 

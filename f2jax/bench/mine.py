@@ -15,10 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from f2jax.paths import Path
 
 MODEL_SHAPES = ("tiny", "80m")
 
@@ -50,7 +51,7 @@ def pipeline_child(model: str, n_pairs: int, batch_size: int, max_length: int, w
 
     import f2jax
     from f2jax.bench.rss import reset_peak, status
-    from f2jax.data.mine import MineParams, mine_source
+    from f2jax.jobs.mine import MineParams, mine_source
 
     work_dir = Path(work)
     rows = synthetic_pairs(n_pairs)
@@ -74,8 +75,8 @@ def pipeline_child(model: str, n_pairs: int, batch_size: int, max_length: int, w
 def topk_child(n_corpus: int, n_queries: int, dim: int, k: int, query_block: int, corpus_block: int) -> dict:
     """In this process: the blocked top-k + rules on random unit embeddings; time and peak RSS."""
     from f2jax.bench.rss import reset_peak, status
-    from f2jax.data.mine import MineParams, mine_embeddings
-    from f2jax.data.topk import block_step_memory
+    from f2jax.jobs.mine import MineParams, mine_embeddings
+    from f2jax.jobs.topk import block_step_memory
 
     rng = np.random.default_rng(0)
     q = rng.standard_normal((n_queries, dim), dtype=np.float32)

@@ -7,8 +7,9 @@ excluded); both run in this process, one warm-up pass each (jit compilation, tor
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
+
+from f2jax.paths import Path
 
 EXAMPLES = Path(__file__).parents[1] / "eval" / "examples"
 

@@ -14,8 +14,9 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from f2jax.paths import Path
 
 TEACHER_SHAPE = ("{hidden_size: 128, intermediate_size: 256, num_hidden_layers: 6, num_attention_heads: 4,"
                  " num_key_value_heads: 2, head_dim: 32, max_position_embeddings: 256}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from f2jax.paths import Path
 
 _BYTE_SUFFIXES = ("_bytes", "_rss", "_anon", "_file")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from pathlib import Path
+
+from f2jax.paths import Path
 
 _STATUS = Path("/proc/self/status")
 FIELDS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from f2jax.bench.synth import QWEN3_06B
+from f2jax.compiled_memory import compiled_memory
 
 MODELS: dict[str, dict[str, int]] = {"0.6b": QWEN3_06B}
 DEFAULT_MESHES: tuple[tuple[int, int, int], ...] = ((8, 8, 1), (4, 16, 1))
@@ -108,9 +109,9 @@ def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, 
     from flax import nnx
 
     from f2jax.data.batch import Batch
+    from f2jax.losses import mrl_dims
     from f2jax.model.qwen3 import ModelOptions, abstract_model
     from f2jax.sharding import make_mesh, param_shardings
-    from f2jax.train.losses import mrl_dims
     from f2jax.train.optim import make_optimizer, make_schedule
     from f2jax.train.state import abstract_state, state_shardings
     from f2jax.train.step import LossSpec, StepProgram, compile_step
@@ -132,16 +133,13 @@ def measure(cfg: Any, mesh_shape: Sequence[int], *, batch: int, negatives: int, 
     rows = jax.ShapeDtypeStruct((batch, length), jnp.int32)
     negs = jax.ShapeDtypeStruct((batch, negatives, length), jnp.int32)
     step = compile_step(program, "train", Batch(rows, rows, rows, rows, negs, negs), inbatch=True)
-    mem = step.fn.memory_analysis()
+    mem = compiled_memory(step.fn)
     param_total, param_dev = _state_bytes(params, shardings.params)
     out: dict[str, Any] = {"lower_s": step.lower_s, "compile_s": step.compile_s, "param_bytes": param_total,
                            "param_per_device_bytes": param_dev}
     if mem is None:
         return {**out, "memory_analysis": "unavailable on this backend"}
-    out.update(argument_bytes=int(mem.argument_size_in_bytes), output_bytes=int(mem.output_size_in_bytes),
-               temp_bytes=int(mem.temp_size_in_bytes), alias_bytes=int(mem.alias_size_in_bytes),
-               generated_code_bytes=int(mem.generated_code_size_in_bytes))
-    out["total_bytes"] = out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
+    out.update(mem)
     out.update(paper_estimate(cfg, batch=batch, negatives=negatives, length=length, dp=data * fsdp,
                               param_per_device=param_dev, attention=attention, seq_chunk=seq_chunk))
     return out

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -21,6 +21,7 @@ from f2jax.hf.checkpoint import INDEX_FILE, SINGLE_FILE
 from f2jax.hf.names import hf_shapes
 from f2jax.model.config import Qwen3Config
 from f2jax.model.presets import QWEN3_06B, QWEN3_BOS_ID, QWEN3_EOS_ID
+from f2jax.paths import Path
 
 _ST_DTYPES = {
     "bfloat16": ("BF16", np.dtype(ml_dtypes.bfloat16)),
@@ -84,7 +85,7 @@ class SyntheticCheckpoint:
     @property
     def disk_bytes(self) -> int:
         """Bytes of the safetensors files (the weights; config.json etc. excluded)."""
-        return sum(f.stat().st_size for f in self.files)
+        return sum(os.path.getsize(f) for f in self.files)
 
 
 def _plan_shards(

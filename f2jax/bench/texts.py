@@ -10,6 +10,7 @@ import importlib
 import inspect
 import random
 import re
+import warnings
 
 MODULES = (
     "argparse",
@@ -49,6 +50,12 @@ _WS = re.compile(r"\s+")
 
 
 def _docstrings(module_name: str) -> list[str]:
+    with warnings.catch_warnings():  # reading typing.io / typing.re's docs warns they are deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _read_docstrings(module_name)
+
+
+def _read_docstrings(module_name: str) -> list[str]:
     try:
         module = importlib.import_module(module_name)
     except ImportError:

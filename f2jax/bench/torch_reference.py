@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from f2jax.paths import Path
 
 TORCH_ATTN_CHOICES = ("auto", "sdpa", "flash_attention_2", "eager")
 

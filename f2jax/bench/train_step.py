@@ -19,7 +19,6 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,9 @@ from f2jax.bench.torch_reference import (  # noqa: F401 - re-exported (gpu_check
     torch_mrl_weights,
     torch_objective,
 )
+from f2jax.compiled_memory import FIELDS, compiled_memory
 from f2jax.model.presets import QWEN3_VOCAB_SIZE, SHAPES
+from f2jax.paths import Path
 
 # `--shape tiny`: the benchmark's historical default; the rest are `f2jax.model.presets.SHAPES`.
 TINY_SHAPE = dict(hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, intermediate=256, vocab=QWEN3_VOCAB_SIZE)
@@ -66,17 +67,9 @@ def shape_dims(shape: str | None = None, **overrides: int | None) -> dict[str, i
 
 
 def _memory_analysis(compiled: Any) -> dict[str, int | None]:
-    """XLA's compiled-step buffer sizes per device (None where the backend reports none)."""
-    try:
-        mem = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend implements it
-        mem = None
-    keys = ("argument", "output", "temp", "alias")
-    out = {f"f2jax_mem_{k}_bytes": getattr(mem, f"{k}_size_in_bytes", None) for k in keys}
-    if None not in out.values():
-        out["f2jax_mem_total_bytes"] = sum(v for k, v in out.items() if "alias" not in k) - out[
-            "f2jax_mem_alias_bytes"]  # type: ignore[operator]
-    return out
+    """XLA's compiled-step buffer sizes per device, as f2jax_mem_* (None where the backend reports none)."""
+    mem = compiled_memory(compiled) or dict.fromkeys([f"{f}_bytes" for f in FIELDS] + ["total_bytes"])
+    return {f"f2jax_mem_{key}": value for key, value in mem.items()}
 
 
 def _lengths(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
@@ -187,9 +180,9 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
 
     from f2jax.data.batch import Batch
     from f2jax.data.packing import pack_batch
-    from f2jax.model.attention import resolve_attention
+    from f2jax.losses import mrl_dims
+    from f2jax.model.attention import resolve_attention, resolve_packed
     from f2jax.model.qwen3 import ModelOptions
-    from f2jax.train.losses import mrl_dims
     from f2jax.train.optim import make_optimizer, make_schedule
     from f2jax.train.state import TrainState
     from f2jax.train.step import LossSpec, train_step
@@ -207,7 +200,8 @@ def bench_train_step(*, shape: str | None = None, hidden: int | None = None, lay
     else:
         on_gpu = backend == "gpu"
     dtype = ("bfloat16" if backend == "gpu" else "float32") if dtype == "auto" else dtype
-    kernel = resolve_attention(attention, backend, dtype, dims["head_dim"])
+    resolve = resolve_packed if packing else resolve_attention  # packed rows may take another kernel
+    kernel = resolve(attention, backend, dtype, dims["head_dim"])
     opts = ModelOptions(param_dtype=param_dtype, dtype=dtype, attention=attention, remat=remat,  # type: ignore[arg-type]
                         seq_chunk=seq_chunk)
     device = "cuda" if on_gpu else "cpu"

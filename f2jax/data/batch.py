@@ -21,6 +21,18 @@ TOKEN_FIELDS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "negat
 TEACHER_FIELDS = ("teacher_query", "teacher_passage", "teacher_negative")
 
 
+def micro_batch_rows(batch: int, micro: int, j: int) -> np.ndarray:
+    """Rows of GradCache micro-batch j when a [batch] axis is split into `micro`: strided
+    (i ≡ j mod micro), so every device keeps its share of each micro-batch. `split_micro`
+    applies the same rule to device arrays."""
+    return np.arange(j, batch, micro)
+
+
+def split_micro(tree: Any, micro: int) -> Any:
+    """Every [B, ...] leaf -> [micro, B/micro, ...], micro-batch j holding `micro_batch_rows`."""
+    return jax.tree.map(lambda v: v.reshape(v.shape[0] // micro, micro, *v.shape[1:]).swapaxes(0, 1), tree)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Batch:
@@ -60,7 +72,9 @@ class PackedBatch:
     ids, segment_ids (0 = padding, 1.. per text within a row), positions (restart at 0 per
     text): [R, T]. query_index / passage_index [B, 2] and negative_index [B, K, 2] hold each
     text's last token as (global row, column), so pooling yields the same [B], [B], [B, K]
-    embeddings as a `Batch` of the same texts.
+    embeddings as a `Batch` of the same texts. offsets [R, M+1] and seqlens [R, M] list each
+    row's text starts and lengths (−1 filled) for cuDNN's packed attention; both are split over
+    the batch axes like the rows. None: the kernels that take segment ids only.
     """
 
     ids: Any
@@ -72,11 +86,18 @@ class PackedBatch:
     teacher_query: Any = None
     teacher_passage: Any = None
     teacher_negative: Any = None
+    offsets: Any = None
+    seqlens: Any = None
 
     teacher = Batch.teacher
 
     def without_teacher(self) -> PackedBatch:
         return dataclasses.replace(self, teacher_query=None, teacher_passage=None, teacher_negative=None)
+
+    def without_offsets(self) -> PackedBatch:
+        """Without offsets/seqlens, for kernels that read segment ids only: each texts-per-row
+        width M would otherwise be another compiled step."""
+        return dataclasses.replace(self, offsets=None, seqlens=None)
 
     def token_counts(self) -> tuple[int, int]:
         """(real, computed) tokens of the packed rows (host arrays)."""

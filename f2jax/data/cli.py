@@ -29,7 +29,7 @@ def _build_demo(args: argparse.Namespace) -> int:
 
 
 def _teacher_embed(args: argparse.Namespace) -> int:
-    from f2jax.data.teacher import precompute_teacher_embeddings
+    from f2jax.jobs.teacher_embed import precompute_teacher_embeddings
 
     out = precompute_teacher_embeddings(args.data_dir, args.teacher, dtype=args.dtype,
                                         batch_size=args.batch_size, storage=args.storage)
@@ -49,7 +49,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _mine(args: argparse.Namespace) -> int:
-    from f2jax.data.mine import MineParams, mine_source
+    from f2jax.jobs.mine import MineParams, mine_source
 
     params = MineParams(top_k=args.top_k, skip=args.skip, max_score=args.max_score, margin=args.margin,
                         negatives=args.negatives)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from f2jax.paths import Path
 
 NEGATIVES = 24
 MAX_CODE_CHARS = 600

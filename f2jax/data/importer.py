@@ -13,7 +13,6 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +23,8 @@ from f2jax.data.sources import MANIFEST_NAMES
 from f2jax.data.tasks import DEFAULT_NEGATIVES, check_task
 from f2jax.data.validate import DataValidationError, _check_text, validate_source
 from f2jax.errors import UserInputError
+from f2jax.paths import Path, as_path, display_name
+from f2jax.storage import copy_file, publish_dir
 
 log = logging.getLogger(__name__)
 _NEG = re.compile(r"^negative_(\d+)$")
@@ -127,9 +128,14 @@ def write_source(path: Path, query: list[str], passage: list[str], negatives: li
     return n_neg
 
 
+def manifest_file(folder: Path) -> Path:
+    """The folder's manifest (yaml or json), or where a new one goes."""
+    return next((folder / m for m in MANIFEST_NAMES if (folder / m).exists()), folder / "manifest.yaml")
+
+
 def update_manifest(folder: Path, name: str, task: str, instruction: str | None) -> Path:
     """Create or merge `name: {task, instruction}` into the folder's manifest (yaml or json)."""
-    path = next((folder / m for m in MANIFEST_NAMES if (folder / m).exists()), folder / "manifest.yaml")
+    path = manifest_file(folder)
     raw: dict = {}
     if path.exists():
         text = path.read_text(encoding="utf-8")
@@ -146,11 +152,27 @@ def update_manifest(folder: Path, name: str, task: str, instruction: str | None)
     return path
 
 
+def publish_source(out: str | Path, name: str, task: str, instruction: str | None, query: list[str],
+                   passage: list[str], negatives: list[list[str]], needed_negatives: int = 0) -> tuple[Path, Path, int]:
+    """OUT/{name}.parquet, checked by the same reader training uses, then its manifest entry,
+    each file written whole (`f2jax.storage.publish_dir`; OUT may be a URL).
+    Returns (parquet, manifest, negative columns)."""
+    out = as_path(out)
+    manifest = manifest_file(out)
+    with publish_dir(out, last=(manifest.name,)) as local:
+        if manifest.exists():
+            copy_file(manifest, local / manifest.name)
+        n_neg = write_source(local / f"{name}.parquet", query, passage, negatives)
+        validate_source(local / f"{name}.parquet", task, needed_negatives=needed_negatives)
+        update_manifest(local, name, task, instruction)
+    return out / f"{name}.parquet", manifest, n_neg
+
+
 def source_name(src: str, name: str | None) -> str:
     """--name, else the input's stem with other characters turned into '_'."""
     if name is None:
-        stem = Path(src.rstrip("/")).name
-        stem = stem.rsplit(".", 1)[0] if "." in stem and not Path(src).is_dir() else stem
+        stem = display_name(src)
+        stem = stem.rsplit(".", 1)[0] if "." in stem and not as_path(src).is_dir() else stem
         name = re.sub(r"[^A-Za-z0-9_]", "_", stem) or "imported"
     if not _NAME.match(name):
         raise UserInputError(f"--name {name!r}: source names must match [A-Za-z0-9_]+")
@@ -166,11 +188,7 @@ def import_source(src: str, out: str | Path, *, task: str = "retrieval", query: 
     name = source_name(src, name)
     table = read_any(src, fmt, split=split, hub=hub, config=config)
     conv = convert(table, query, passage, negatives, on_error)
-    out = Path(out)
-    path = out / f"{name}.parquet"
-    n_neg = write_source(path, conv.query, conv.passage, conv.negatives)
-    validate_source(path, task, needed_negatives=0)  # the written file passes M2's own reader
-    manifest = update_manifest(out, name, task, instruction)
+    path, manifest, n_neg = publish_source(out, name, task, instruction, conv.query, conv.passage, conv.negatives)
     needed = DEFAULT_NEGATIVES[task]
     short = sum(len(n) < needed for n in conv.negatives)
     summary = {

@@ -8,6 +8,12 @@ and every text's last token is recorded as (row, column) for pooling.
 
 The row count R comes from `row_bucket` (multiples of the data-parallel share, ~8 sizes per
 octave), so jit compiles a bounded set of shapes while rows stay >= ~90 % full.
+
+Each row's texts are also listed as start columns `offsets` [R, M+1] and lengths `seqlens`
+[R, M] (−1 filled), the layout jax's cuDNN packed attention takes (`f2jax.model.cudnn_packed`);
+M, the most texts in a row, is rounded up to a power of two (at least 2: cuDNN reads one text
+per row as unpacked), so it adds few shapes; kernels other than cuDNN never see them (the
+Trainer drops them, `PackedBatch.without_offsets`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from f2jax.data.batch import Batch, PackedBatch
+from f2jax.data.batch import Batch, PackedBatch, micro_batch_rows
 
 
 def ffd_layout(lengths: Sequence[int] | np.ndarray, capacity: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -65,21 +71,38 @@ def clip(seq: Sequence[int] | np.ndarray, length: int, eos_id: int | None) -> np
     return np.concatenate([seq[: length - 1], np.asarray([eos_id], np.int32)])
 
 
+def texts_bucket(texts: int) -> int:
+    """M, the texts-per-row width of `offsets`/`seqlens`: the power of two >= the most texts in a
+    row, at least 2 (cuDNN treats a width of 1 as unpacked rows). Powers of two, not row buckets:
+    every M is another compiled step, and −1 columns cost next to nothing."""
+    return max(2, 1 << (max(texts, 1) - 1).bit_length())
+
+
+def most_texts(row: np.ndarray) -> int:
+    """The most texts any row of a layout holds (0 for no texts)."""
+    return int(np.bincount(np.asarray(row, np.int64)).max()) if len(row) else 0
+
+
 def pack_rows(seqs: Sequence[np.ndarray], row: np.ndarray, col: np.ndarray, rows: int, length: int,
-              pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, segment_ids, positions) int32 [rows, length] for texts placed at (row, col)."""
+              pad_id: int, texts: int = 2) -> tuple[np.ndarray, ...]:
+    """(ids, segment_ids, positions) int32 [rows, length] for texts placed at (row, col), and
+    (offsets [rows, texts + 1], seqlens [rows, texts]): each row's text starts and lengths in
+    column order, −1 after its last text."""
     ids = np.full((rows, length), pad_id, np.int32)
     seg = np.zeros((rows, length), np.int32)
     pos = np.zeros((rows, length), np.int32)
+    offsets = np.full((rows, texts + 1), -1, np.int32)
+    seqlens = np.full((rows, texts), -1, np.int32)
     order = np.lexsort((col, row))  # segment numbers follow the column order within a row
     counts = np.zeros(rows, np.int32)
     for i in order:
         r, c, s = int(row[i]), int(col[i]), seqs[i]
+        offsets[r, counts[r]], seqlens[r, counts[r]] = c, len(s)
         counts[r] += 1
         ids[r, c : c + len(s)] = s
         seg[r, c : c + len(s)] = counts[r]
         pos[r, c : c + len(s)] = np.arange(len(s), dtype=np.int32)
-    return ids, seg, pos
+    return ids, seg, pos, offsets, seqlens
 
 
 def rows_needed(lengths_per_slice: Sequence[np.ndarray], capacity: int, multiple: int = 1) -> int:
@@ -92,26 +115,39 @@ def rows_needed(lengths_per_slice: Sequence[np.ndarray], capacity: int, multiple
 def micro_texts(b: int, k: int, micro: int, j: int) -> np.ndarray:
     """Indices into a slice's [queries, positives, negatives] (b, b, b·k texts) of micro-batch j:
     the queries i ≡ j (mod micro), their positives and their k negatives (GradCache's strided
-    split, `f2jax.train.step._micro`)."""
-    i = np.arange(j, b, micro)
+    split, `f2jax.data.batch.micro_batch_rows`)."""
+    i = micro_batch_rows(b, micro, j)
     negs = (b + b + i[:, None] * k + np.arange(k)).reshape(-1)
     return np.concatenate([i, b + i, negs])
 
 
-def micro_rows_needed(lengths_per_slice: Sequence[np.ndarray], b: int, k: int, capacity: int,
-                      multiple: int = 1, micro: int = 1) -> int:
-    """Rows per slice when each of `micro` micro-batches is packed into rows of its own: micro ×
-    the bucket of the largest FFD row count over every (slice, micro-batch). `lengths_per_slice`
-    hold each slice's [queries, positives, negatives] lengths (b, b, b·k)."""
+def packing_shape(lengths_per_slice: Sequence[np.ndarray], b: int, k: int, capacity: int,
+                  multiple: int = 1, micro: int = 1) -> tuple[int, int]:
+    """(rows R, texts-per-row M) per slice when each of `micro` micro-batches is packed into rows
+    of its own: R = micro × the bucket of the largest FFD row count, M = `texts_bucket` of the
+    most texts in any row, over every (slice, micro-batch). `lengths_per_slice` hold each
+    slice's [queries, positives, negatives] lengths (b, b, b·k); from lengths alone, so every
+    host derives the same shapes from the global batch."""
     parts = [np.asarray(lengths)[micro_texts(b, k, micro, j)] for lengths in lengths_per_slice
              for j in range(micro)]
-    return micro * rows_needed(parts, capacity, multiple)
+    layouts = [ffd_layout(lengths, capacity) for lengths in parts]
+    rows = micro * row_bucket(max(used for _, _, used in layouts), multiple)
+    return rows, texts_bucket(max(most_texts(row) for row, _, _ in layouts))
+
+
+def micro_rows_needed(lengths_per_slice: Sequence[np.ndarray], b: int, k: int, capacity: int,
+                      multiple: int = 1, micro: int = 1) -> int:
+    """Rows per slice of `packing_shape`."""
+    return packing_shape(lengths_per_slice, b, k, capacity, multiple, micro)[0]
 
 
 def pack_texts(queries: Sequence[np.ndarray], passages: Sequence[np.ndarray],
                negatives: Sequence[np.ndarray], k: int, *, length: int, rows: int, pad_id: int,
-               row_offset: int = 0, teacher: dict[str, np.ndarray] | None = None, micro: int = 1) -> PackedBatch:
-    """One slice's b queries, b positives and b·k negatives (row-major) packed into `rows` rows.
+               row_offset: int = 0, teacher: dict[str, np.ndarray] | None = None, micro: int = 1,
+               texts: int | None = None) -> PackedBatch:
+    """One slice's b queries, b positives and b·k negatives (row-major) packed into `rows` rows,
+    `texts` wide `offsets`/`seqlens` (default: `texts_bucket` of this slice's fullest row; pass
+    `packing_shape`'s M so that every host agrees).
 
     Index arrays hold the global row (`row_offset` + local row) and the column of each text's
     last token: queries [b, 2], passages [b, 2], negatives [b, k, 2].
@@ -127,16 +163,19 @@ def pack_texts(queries: Sequence[np.ndarray], passages: Sequence[np.ndarray],
         raise ValueError(f"rows ({rows}) and queries ({b}) must be divisible by micro-batches ({micro})")
     row, col = np.zeros(len(seqs), np.int64), np.zeros(len(seqs), np.int64)
     for j in range(micro):
-        texts = micro_texts(b, k, micro, j)
-        r, c, used = ffd_layout(lengths[texts], length)
+        part = micro_texts(b, k, micro, j)
+        r, c, used = ffd_layout(lengths[part], length)
         if used > rows // micro:
-            raise ValueError(f"{len(texts)} texts need {used} rows of {length}, only {rows // micro} given")
-        row[texts], col[texts] = r * micro + j, c
-    ids, seg, pos = pack_rows(seqs, row, col, rows, length, pad_id)
+            raise ValueError(f"{len(part)} texts need {used} rows of {length}, only {rows // micro} given")
+        row[part], col[part] = r * micro + j, c
+    width = texts_bucket(most_texts(row)) if texts is None else texts
+    if most_texts(row) > width:
+        raise ValueError(f"a row holds {most_texts(row)} texts, more than texts={width}")
+    ids, seg, pos, offsets, seqlens = pack_rows(seqs, row, col, rows, length, pad_id, width)
     index = np.stack([(row + row_offset) // micro, col + lengths - 1], axis=-1).astype(np.int32)
     return PackedBatch(ids=ids, segment_ids=seg, positions=pos, query_index=index[:b],
                        passage_index=index[b : 2 * b], negative_index=index[2 * b :].reshape(b, k, 2),
-                       **(teacher or {}))
+                       offsets=offsets, seqlens=seqlens, **(teacher or {}))
 
 
 def pack_batch(batch: Batch, length: int | None = None, row_multiple: int = 1, micro: int = 1) -> PackedBatch:
@@ -153,11 +192,11 @@ def pack_batch(batch: Batch, length: int | None = None, row_multiple: int = 1, m
     length = length or max(np.shape(batch.query_ids)[-1], np.shape(batch.passage_ids)[-1],
                            np.shape(batch.negative_ids)[-1])
     lengths = np.asarray([len(s) for s in (*q, *p, *n)])
-    rows = micro_rows_needed([lengths], b, k, length, row_multiple, micro)
+    rows, texts = packing_shape([lengths], b, k, length, row_multiple, micro)
     teacher = None
     if batch.teacher is not None:
         teacher = dict(zip(("teacher_query", "teacher_passage", "teacher_negative"), batch.teacher, strict=True))
-    return pack_texts(q, p, n, k, length=length, rows=rows, pad_id=0, teacher=teacher, micro=micro)
+    return pack_texts(q, p, n, k, length=length, rows=rows, pad_id=0, teacher=teacher, micro=micro, texts=texts)
 
 
 def packing_efficiency(lengths: np.ndarray, length: int, multiple: int = 1) -> tuple[int, int]:

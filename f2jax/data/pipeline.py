@@ -20,7 +20,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import grain
 import jax
@@ -29,11 +28,12 @@ from jax.sharding import Mesh
 
 from f2jax.data import schedule
 from f2jax.data.batch import Batch, HostBatch, PackedBatch, bucket_for, length_buckets, pad_sequences
-from f2jax.data.packing import clip, micro_rows_needed, pack_texts
+from f2jax.data.packing import clip, pack_texts, packing_shape
 from f2jax.data.store import SourceIndex, TokenizedStore
 from f2jax.data.tasks import DEFAULT_NEGATIVES, INBATCH
 from f2jax.data.teacher import TeacherEmbeddings
 from f2jax.errors import UserInputError
+from f2jax.paths import Path
 
 log = logging.getLogger(__name__)
 TRAIN_SMALLEST_BUCKET = 32  # the Encoder starts at 16; training batches are wider
@@ -162,11 +162,11 @@ class BatchBuilder:
         b, cap = len(qlen) // self.P, self.max_length
         slices = [np.minimum(np.concatenate([qlen[j * b:(j + 1) * b], plen[j * b:(j + 1) * b],
                                              nlen[j * b:(j + 1) * b].ravel()]), cap) for j in range(self.P)]
-        rows = micro_rows_needed(slices, b, k, self.pack_length, self.row_multiple, self.micro)
+        rows, texts = packing_shape(slices, b, k, self.pack_length, self.row_multiple, self.micro)
         q = [clip(s, cap, self.eos_id) for s in queries]
         d = [clip(s, cap, self.eos_id) for s in docs]
         return pack_texts(q, d[:b], d[b:], k, length=self.pack_length, rows=rows, pad_id=self.pad_id,
-                          row_offset=self.p * rows, teacher=teacher, micro=self.micro)
+                          row_offset=self.p * rows, teacher=teacher, micro=self.micro, texts=texts)
 
 
 def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:

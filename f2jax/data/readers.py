@@ -14,13 +14,14 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from f2jax.data.validate import DataValidationError
 from f2jax.errors import InputNotFoundError, UserInputError, one_line, require_extra
+from f2jax.paths import Path, existing, is_url
+from f2jax.storage import local_copy
 
 FORMATS = ("auto", "hf", "parquet", "jsonl", "csv")
 _SUFFIX = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -64,7 +65,9 @@ def detect_format(src: Path) -> str:
 
 def is_hub_name(src: str) -> bool:
     """A string that can only mean a Hub dataset: not on disk, no file suffix, `owner/name` form."""
-    return not Path(src).exists() and bool(_HUB_NAME.match(src)) and Path(src).suffix.lower() not in _SUFFIX
+    if is_url(src) or Path(src).exists():
+        return False
+    return bool(_HUB_NAME.match(src)) and Path(src).suffix.lower() not in _SUFFIX
 
 
 def from_arrow(path: str | Path, table: pa.Table) -> RawTable:
@@ -213,9 +216,7 @@ def read_any(src: str, fmt: str = "auto", split: str | None = None, hub: bool = 
         raise UserInputError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     if hub or (fmt in ("auto", "hf") and is_hub_name(src)):
         return read_hub(src, split, config)
-    path = Path(src)
-    if not path.exists():
-        raise InputNotFoundError(f"{path}: no such file or directory")
+    path = local_copy(existing(src))
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "hf":
         return read_hf_disk(path, split)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 
 from f2jax.data.tasks import check_task, default_task
 from f2jax.errors import InputNotFoundError, UserInputError
+from f2jax.paths import Path, existing_dir
 
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")  # TFDS split names must be word characters
@@ -64,9 +64,7 @@ def read_manifest(folder: Path) -> dict[str, dict]:
 
 def find_sources(folder: str | Path) -> list[SourceSpec]:
     """All `*.parquet` sources of a folder, sorted by name, with task types resolved."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputNotFoundError(f"{folder}: not a directory")
+    folder = existing_dir(folder)
     manifest = read_manifest(folder)
     specs = []
     for path in sorted(folder.glob("*.parquet")):

@@ -6,13 +6,13 @@ import json
 import threading
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
 from f2jax.data import tfds_builder
 from f2jax.data.validate import DataValidationError
 from f2jax.errors import InputNotFoundError
+from f2jax.paths import Path
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,17 @@ DEFAULT_NEGATIVES: dict[str, int] = {"retrieval": 7, "clustering": 9, "classific
 #: Only retrieval sources use the in-batch loss.
 INBATCH: dict[str, bool] = {"retrieval": True, "clustering": False, "classification": False}
 
+
+def hard_negatives(task: str, overrides: dict[str, int] | None = None) -> int:
+    """Hard negatives per query of a task type: the config's `data.negatives`, else the default."""
+    return {**DEFAULT_NEGATIVES, **(overrides or {})}[task]
+
+
+def top1_chance(task: str, overrides: dict[str, int] | None = None) -> float:
+    """Top-1 accuracy of a random ranking of a query's positive among its hard negatives (the
+    validation metric `acc_hard`): 1 / (1 + hard negatives), e.g. 0.125 retrieval, 0.5 classification."""
+    return 1.0 / (1 + hard_negatives(task, overrides))
+
 CLASSIFICATION_SOURCES = frozenset(
     [
         "amazon_counterfactual", "amazon_polarity", "imdb", "toxic_conversations", "cola",

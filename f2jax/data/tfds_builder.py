@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import example_serializer
+
+from f2jax.paths import Path
 
 NAME = "f2jax_tokenized"
 VERSION = "1.0.0"
@@ -72,6 +73,27 @@ class F2jaxTokenized(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, rows: list[dict]) -> Iterator[tuple[int, dict]]:
         yield from enumerate(rows)
 
+    # TFDS prints "Downloading and preparing dataset ..." / "... downloaded and prepared" around every
+    # build; nothing is downloaded here and `f2jax.data.tokenize` logs its own line (f2jax/logs.py).
+    def _log_download_bytes(self) -> None:
+        pass
+
+    def _log_download_done(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """TFDS's per-split "Generating ... examples" bars, off while f2jax writes (restored after)."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    was_on = getattr(tqdm_utils, "_active", True)
+    tfds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(was_on)
+
 
 @contextlib.contextmanager
 def _deterministic_protos():
@@ -94,7 +116,7 @@ def write(out_dir: Path, config: str, splits: dict[str, list[dict]]) -> Path:
     builder = F2jaxTokenized(
         splits=splits, data_dir=str(out_dir), config=config, file_format="array_record"
     )
-    with _deterministic_protos():
+    with _deterministic_protos(), _no_progress_bars():
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(num_shards=1)
         )

@@ -17,8 +17,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -26,6 +24,8 @@ from tqdm import tqdm
 from f2jax.data.sources import find_sources
 from f2jax.data.tasks import DEFAULT_NEGATIVES, instruct
 from f2jax.data.validate import validate_source
+from f2jax.paths import Path, as_path
+from f2jax.storage import local_copy, publish_dir
 
 log = logging.getLogger(__name__)
 CHUNK = 2048
@@ -97,7 +97,7 @@ def tokenize_sources(
     """Validate, deduplicate and tokenise every source of `in_dir` into `out_dir`; returns meta."""
     from f2jax.data import tfds_builder
 
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    in_dir, out_dir = local_copy(in_dir), as_path(out_dir)
     needed = {**DEFAULT_NEGATIVES, **(negatives or {})}
     workers = workers if workers is not None else (os.cpu_count() or 1)
     specs = find_sources(in_dir)
@@ -122,45 +122,45 @@ def tokenize_sources(
     n_q, n_i = len(queries), len(instructed)
     q_ids, i_ids, d_ids = ids[:n_q], ids[n_q : n_q + n_i], ids[n_q + n_i :]
 
-    for sub in ("f2jax_tokenized", "index"):
-        shutil.rmtree(out_dir / sub, ignore_errors=True)
-    (out_dir / "index").mkdir(parents=True)
-    splits, meta_sources, qpos, ipos = {}, {}, 0, 0
-    empty = np.zeros(0, np.int32)
-    for spec, clean, pid, nid in sources:
-        n = len(clean.rows)
-        qs = q_ids[qpos : qpos + n]
-        qi = i_ids[ipos : ipos + n] if spec.instruction else [empty] * n
-        qpos, ipos = qpos + n, ipos + (n if spec.instruction else 0)
-        splits[spec.name] = [
-            {"row": r, "query": q, "query_instructed": i, "passage_id": p, "negative_ids": ng}
-            for r, q, i, p, ng in zip(clean.rows, qs, qi, pid, nid, strict=True)
-        ]
-        arrays = {
-            "query_len": np.asarray([len(q) for q in qs], np.int32),
-            "query_instructed_len": np.asarray([len(q) for q in qi], np.int32),
-            "passage_id": pid,
-            "negative_ids": nid,
-        }
-        for key, arr in arrays.items():
-            np.save(out_dir / "index" / f"{spec.name}.{key}.npy", arr)
-        meta_sources[spec.name] = {
-            "task": spec.task, "instruction": spec.instruction, "rows": n,
-            "skipped": clean.skipped, "skip_reasons": dict(sorted(clean.reasons.items())),
-            "negatives": int(nid.shape[1]), "file": spec.path.name,
-        }
-    np.save(out_dir / "index" / "corpus.doc_len.npy", np.asarray([len(d) for d in d_ids], np.int32))
-    tfds_builder.write(out_dir, "queries", splits)
-    del splits
-    corpus = [{"doc_id": i, "input_ids": d} for i, d in enumerate(d_ids)]
-    tfds_builder.write(out_dir, "corpus", {"corpus": corpus})
+    # meta.json goes last: a reader (and a rerun's `meta.json` check) never sees a half write
+    with publish_dir(out_dir, last=("meta.json",), replace=("meta.json", "f2jax_tokenized", "index")) as local:
+        (local / "index").mkdir(parents=True)
+        splits, meta_sources, qpos, ipos = {}, {}, 0, 0
+        empty = np.zeros(0, np.int32)
+        for spec, clean, pid, nid in sources:
+            n = len(clean.rows)
+            qs = q_ids[qpos : qpos + n]
+            qi = i_ids[ipos : ipos + n] if spec.instruction else [empty] * n
+            qpos, ipos = qpos + n, ipos + (n if spec.instruction else 0)
+            splits[spec.name] = [
+                {"row": r, "query": q, "query_instructed": i, "passage_id": p, "negative_ids": ng}
+                for r, q, i, p, ng in zip(clean.rows, qs, qi, pid, nid, strict=True)
+            ]
+            arrays = {
+                "query_len": np.asarray([len(q) for q in qs], np.int32),
+                "query_instructed_len": np.asarray([len(q) for q in qi], np.int32),
+                "passage_id": pid,
+                "negative_ids": nid,
+            }
+            for key, arr in arrays.items():
+                np.save(local / "index" / f"{spec.name}.{key}.npy", arr)
+            meta_sources[spec.name] = {
+                "task": spec.task, "instruction": spec.instruction, "rows": n,
+                "skipped": clean.skipped, "skip_reasons": dict(sorted(clean.reasons.items())),
+                "negatives": int(nid.shape[1]), "file": spec.path.name,
+            }
+        np.save(local / "index" / "corpus.doc_len.npy", np.asarray([len(d) for d in d_ids], np.int32))
+        tfds_builder.write(local, "queries", splits)
+        del splits
+        corpus = [{"doc_id": i, "input_ids": d} for i, d in enumerate(d_ids)]
+        tfds_builder.write(local, "corpus", {"corpus": corpus})
 
-    meta = {
-        "format": "f2jax_tokenized/1", "max_length": max_length, "eos_id": eos_id,
-        "pad_id": pad_id, "tokenizer_sha256": hashlib.sha256(tok_json.encode()).hexdigest(),
-        "num_docs": len(docs), "sources": meta_sources,
-    }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        meta = {
+            "format": "f2jax_tokenized/1", "max_length": max_length, "eos_id": eos_id,
+            "pad_id": pad_id, "tokenizer_sha256": hashlib.sha256(tok_json.encode()).hexdigest(),
+            "num_docs": len(docs), "sources": meta_sources,
+        }
+        (local / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     skipped = {k: v["skipped"] for k, v in meta_sources.items() if v["skipped"]}
     log.info("tokenised %d sources, %d queries, %d unique documents into %s (skipped rows: %s)",
              len(sources), len(queries), len(docs), out_dir, skipped or "none")

@@ -11,12 +11,12 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from f2jax.errors import F2JaxError
+from f2jax.paths import Path
 
 log = logging.getLogger(__name__)
 _NEG = re.compile(r"^negative_(\d+)$")

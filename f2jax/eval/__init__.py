@@ -1,7 +1,7 @@
-"""Evaluation: mteb wrapper (`MTEBModel`), local mteb tasks, and NumPy retrieval metrics.
+"""Evaluation: mteb wrapper (`MTEBModel`), local mteb tasks, and (re-exported) the NumPy
+retrieval metrics of `f2jax.retrieval_metrics`, which training uses too.
 
-`MTEBModel` and the local tasks import mteb (slow, torch); they load lazily so that the trainer
-can import `f2jax.eval.retrieval_metrics` without paying for mteb.
+`MTEBModel` and the local tasks import mteb (slow, torch); they load lazily.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ _LAZY = {
     "MTEBModel": "f2jax.eval.model",
     "load_local_tasks": "f2jax.eval.local_tasks",
     "evaluate": "f2jax.eval.runner",
-    "evaluate_retrieval": "f2jax.eval.retrieval_metrics",
+    "evaluate_retrieval": "f2jax.retrieval_metrics",
 }
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from f2jax.errors import InputNotFoundError, UserInputError, require_extra
+from f2jax.errors import UserInputError, require_extra
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +62,9 @@ def run_eval(args: argparse.Namespace) -> int:
     require_extra("mteb", "eval", "f2jax eval")
     if not (args.tasks or args.benchmark or args.local):
         raise UserInputError("f2jax eval: give --tasks, --benchmark or --local")
-    if not Path(args.model).is_dir():
-        raise InputNotFoundError(f"model directory {args.model} does not exist")
+    from f2jax.paths import absolute, display_name, existing_dir
+
+    existing_dir(args.model, "MODEL")
     import f2jax
     from f2jax.eval.local_tasks import load_local_tasks, local_instructions
     from f2jax.eval.model import MTEBModel
@@ -76,7 +76,7 @@ def run_eval(args: argparse.Namespace) -> int:
     prompts = {**local_instructions(tasks), **_instructions(args.instruction)}
     encoder = f2jax.load(args.model, dtype=args.dtype, max_length=args.max_length)
     model = MTEBModel(encoder, dim=args.dim, prompts=prompts, batch_size=args.batch_size,
-                      name=args.name or Path(args.model).resolve().name)
+                      name=args.name or display_name(absolute(args.model)))
     result = evaluate(model, tasks, output=args.output, batch_size=args.batch_size,
                       raise_error=False)
     rows = main_scores(result, tasks)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -40,7 +39,9 @@ from mteb.abstasks.sts import AbsTaskSTS
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.abstasks.text.bitext_mining import AbsTaskBitextMining
 
-from f2jax.errors import InputNotFoundError, UserInputError
+from f2jax.errors import UserInputError
+from f2jax.paths import Path, existing_dir
+from f2jax.storage import local_copy
 
 SPLIT = "test"
 MARKERS = {"queries.jsonl": "Retrieval", "bitext.tsv": "BitextMining", "sts.tsv": "STS"}
@@ -48,7 +49,7 @@ MAIN_SCORE = {"Retrieval": "ndcg_at_10", "BitextMining": "f1", "STS": "cosine_sp
 
 
 def _read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:  # a local file (staged if a URL)
         rows = [row for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
     if not rows:
         raise UserInputError(f"{path}: empty file")
@@ -74,7 +75,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     """query-id -> {corpus-id: score}; a first row whose score is not a number is a header."""
-    with path.open(encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:  # a local file (staged if a URL)
         rows = [row for row in csv.reader(f, delimiter="\t") if row]
     qrels: dict[str, dict[str, int]] = {}
     for i, row in enumerate(rows):
@@ -223,9 +224,7 @@ def load_task(folder: Path) -> LocalRetrievalTask | LocalBitextTask | LocalSTSTa
 
 def load_local_tasks(path: str | Path) -> list[Any]:
     """Tasks from one task folder, or from every task folder directly under `path` (sorted)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise InputNotFoundError(f"--local {path}: not a directory")
+    path = local_copy(existing_dir(path, "--local"))
     if task_type(path):
         return [load_task(path)]
     folders = sorted(p for p in path.iterdir() if p.is_dir() and task_type(p))

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: "
+from f2jax.data.tasks import instruct
+
 RETRIEVAL_INSTRUCTION = "Given a question, retrieve passages that can help answer the question."
 TOPIC_INSTRUCTION = "Classify the topic of the given text."
 
@@ -36,7 +37,7 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
 
 def format_prompt(instruction: str) -> str:
     """The literal prefix for an instruction ('' stays '': no prompt)."""
-    return QUERY_TEMPLATE.format(instruction=instruction) if instruction else ""
+    return instruct(instruction, "")
 
 
 def resolve_instruction(task_name: str, task_type: str,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
+
+from f2jax.paths import Path
+from f2jax.storage import publish_dir
 
 
 def evaluate(model: Any, tasks: Iterable[Any], *, output: str | Path | None = None,
@@ -18,12 +21,16 @@ def evaluate(model: Any, tasks: Iterable[Any], *, output: str | Path | None = No
     """
     import mteb
 
-    cache = mteb.ResultCache(cache_path=str(output)) if output is not None else None
-    return mteb.evaluate(model, list(tasks), cache=cache, overwrite_strategy="always",
-                         encode_kwargs={"batch_size": batch_size,
-                                        "show_progress_bar": show_progress_bar},
-                         show_progress_bar=show_progress_bar, co2_tracker=False,
-                         raise_error=raise_error)
+    def run(cache_dir: Path | None) -> Any:
+        cache = mteb.ResultCache(cache_path=os.fspath(cache_dir)) if cache_dir is not None else None
+        return mteb.evaluate(model, list(tasks), cache=cache, overwrite_strategy="always",
+                             encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress_bar},
+                             show_progress_bar=show_progress_bar, co2_tracker=False, raise_error=raise_error)
+
+    if output is None:
+        return run(None)
+    with publish_dir(output, last=()) as local:  # `output` may be a URL
+        return run(local)
 
 
 def main_scores(result: Any, tasks: Iterable[Any] = ()) -> list[tuple[str, str, str, str, float]]:

@@ -1,19 +1,21 @@
 """Reading a safetensors checkpoint directory one tensor at a time.
 
 Headers are read up front (names, shapes, dtypes) so a bad checkpoint fails before any data
-is loaded. Each read opens the file anew: safetensors memory-maps files, and a mapping held
-open for the whole load would count every touched page in host RSS.
+is loaded. A URL is read from its local copy (`f2jax.storage.local_copy`). Each read opens
+the file anew: safetensors memory-maps files, and a mapping held open for the whole load would
+count every touched page in host RSS.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
 
 from f2jax.errors import F2JaxError
+from f2jax.paths import Path
+from f2jax.storage import local_copy
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -30,7 +32,10 @@ class SafetensorsCheckpoint:
     """Name -> (file, shape, dtype) for a single-file or sharded (indexed) checkpoint."""
 
     def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
+        try:
+            self.directory = local_copy(directory)
+        except FileNotFoundError as err:
+            raise CheckpointError(f"{err}: not a directory") from None
         self.files = self._files()
         self.entries: dict[str, tuple[Path, tuple[int, ...], str]] = {}
         for file in self.files:

@@ -6,10 +6,10 @@ shard, so host memory holds at most one parameter plus one output shard.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -22,6 +22,8 @@ from f2jax.hf.checkpoint import INDEX_FILE, SINGLE_FILE
 from f2jax.hf.names import TensorMap, tensor_maps
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import as_dtype
+from f2jax.paths import Path, PathLike, as_path
+from f2jax.storage import publish_dir
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
 
@@ -60,16 +62,16 @@ def plan_shards(cfg: Qwen3Config, shapes: Mapping[tuple[str, ...], tuple[int, ..
     return shards
 
 
-def write_weights(model: nnx.Module, cfg: Qwen3Config, out_dir: Path, *, dtype: Any,
+def write_weights(model: nnx.Module, cfg: Qwen3Config, out_dir: Path | None, *, dtype: Any,
                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[str]:
-    """Write model.safetensors (or shards + index); returns the file names written."""
+    """Write model.safetensors (or shards + index) into the local `out_dir` (None: take part in
+    the gathers only); returns the file names."""
     params = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     np_dtype = np.dtype(as_dtype(dtype))
     shards = plan_shards(cfg, {k: tuple(v.shape) for k, v in params.items()}, np_dtype.itemsize,
                          max_shard_bytes)
     names = [SINGLE_FILE] if len(shards) == 1 else [
         f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    is_writer = jax.process_index() == 0
     cached: tuple[tuple[str, ...], np.ndarray] | None = None
     weight_map: dict[str, str] = {}
     for file_name, shard in zip(names, shards, strict=True):
@@ -80,10 +82,10 @@ def write_weights(model: nnx.Module, cfg: Qwen3Config, out_dir: Path, *, dtype: 
             value = cached[1] if entry.layer is None else cached[1][entry.layer]
             tensors[entry.name] = np.ascontiguousarray(value.T if entry.tmap.transpose else value)
             weight_map[entry.name] = file_name
-        if is_writer:
+        if out_dir is not None:
             save_file(tensors, str(out_dir / file_name), metadata={"format": "pt"})
         del tensors
-    if is_writer and len(shards) > 1:
+    if out_dir is not None and len(shards) > 1:
         total = sum(e.nbytes for shard in shards for e in shard)
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
@@ -118,18 +120,27 @@ def sentence_transformers_files(hidden_size: int, max_length: int,
     }
 
 
-def save_pretrained(model: nnx.Module, cfg: Qwen3Config, tokenizer: Any, out_dir: str | Path, *,
+def publish_model_dir(out_dir: PathLike) -> contextlib.AbstractContextManager[Path]:
+    """A local directory whose files become the model directory `out_dir` (local or a URL):
+    config.json, which every loader reads first, goes last; weights of an older model there
+    are removed, so a killed writer leaves nothing a loader accepts (`f2jax.storage`)."""
+    return publish_dir(out_dir, last=("config.json",), replace=("config.json", "*.safetensors", INDEX_FILE))
+
+
+def save_pretrained(model: nnx.Module, cfg: Qwen3Config, tokenizer: Any, out_dir: PathLike, *,
                     max_length: int, prompts: Mapping[str, str], dtype: Any,
                     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Path:
-    """config.json + safetensors + tokenizer + sentence-transformers modules in `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_weights(model, cfg, out, dtype=dtype, max_shard_bytes=max_shard_bytes)
+    """config.json + safetensors + tokenizer + sentence-transformers modules in `out_dir`.
+    Every process takes part in gathering the weights; process 0 writes."""
+    out = as_path(out_dir)
     if jax.process_index() != 0:
+        write_weights(model, cfg, None, dtype=dtype, max_shard_bytes=max_shard_bytes)
         return out
-    config = {**cfg.to_hf_dict(), "dtype": str(np.dtype(as_dtype(dtype)))}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_encoder_files(out, tokenizer, cfg.hidden_size, max_length, prompts)
+    with publish_model_dir(out) as local:
+        write_weights(model, cfg, local, dtype=dtype, max_shard_bytes=max_shard_bytes)
+        config = {**cfg.to_hf_dict(), "dtype": str(np.dtype(as_dtype(dtype)))}
+        (local / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_encoder_files(local, tokenizer, cfg.hidden_size, max_length, prompts)
     return out
 
 

@@ -8,7 +8,6 @@ peak host memory stays near the model plus one stacked parameter.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -20,6 +19,7 @@ from f2jax.hf.checkpoint import CheckpointError, SafetensorsCheckpoint
 from f2jax.hf.names import TensorMap, hf_shapes, tensor_maps
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model, abstract_model, as_dtype
+from f2jax.paths import Path
 from f2jax.sharding import param_shardings
 
 IGNORED_TENSORS = ("lm_head.weight",)  # the LM head of *ForCausalLM checkpoints; not part of the backbone

@@ -1,9 +1,24 @@
-"""Qwen3 backbone in Flax NNX."""
+"""Qwen3 backbone in Flax NNX. Imports are lazy so that `f2jax.model.options` and
+`f2jax.model.presets` (read by the CLI's parsers and the config) do not start JAX."""
 
-from f2jax.model.config import Qwen3Config, UnsupportedModelError
-from f2jax.model.qwen3 import ModelOptions, Qwen3Model, abstract_model, last_token_index, last_token_pool
+from __future__ import annotations
 
-__all__ = [
-    "ModelOptions", "Qwen3Config", "Qwen3Model", "UnsupportedModelError",
-    "abstract_model", "last_token_index", "last_token_pool",
-]
+import importlib
+
+_EXPORTS = {
+    "Qwen3Config": "f2jax.model.config",
+    "UnsupportedModelError": "f2jax.model.config",
+    "ModelOptions": "f2jax.model.qwen3",
+    "Qwen3Model": "f2jax.model.qwen3",
+    "abstract_model": "f2jax.model.qwen3",
+    "last_token_index": "f2jax.model.qwen3",
+    "last_token_pool": "f2jax.model.qwen3",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'f2jax.model' has no attribute {name!r}")

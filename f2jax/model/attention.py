@@ -16,9 +16,11 @@ GQA), under `shard_map` over the batch (`data`, `fsdp`) and head (`tensor`) mesh
 
 Packed rows (`data.packing`) pass `segment_ids` [B, T] (0 = padding, 1.. per text) instead of
 lengths: a query sees keys of its own segment at or before it (block-diagonal causal). `xla`,
-`chunked` and `dot_product` build that mask, `splash` takes it as `SegmentIds`; `cudnn` cannot
-(jax's cuDNN call has no segment input), so it refuses packed batches and `auto` falls back to
-`chunked` (`packed_kernel`).
+`chunked` and `dot_product` build that mask, `splash` takes it as `SegmentIds`; `cudnn` takes
+each row's text starts and lengths (`offsets`, `seqlens`) through jax's private packed layout
+(`f2jax.model.cudnn_packed`, Hopper on). Where that layout cannot run, `auto` falls back to the
+Pallas-Triton flash kernel with segment ids (`f2jax.model.triton_packed`) and an explicit
+`cudnn` refuses. `choose_kernel` is the one place that decides which kernel takes which batch.
 
 An explicit choice that cannot run where it is asked to raises `AttentionUnavailableError`
 naming `model.attention`; no path ignores the padding or segment mask.
@@ -42,6 +44,7 @@ CHUNK_QUERIES = 256  # queries per block of the `chunked` kernel ([B, H, 256, T]
 XLA_MIN_BLOCK, XLA_MAX_BLOCKS = 64, 16  # the `xla` kernel's query blocks (`xla_block`)
 SPLASH_BLOCK = 512  # splash q/kv block (clipped to the 128-rounded sequence length)
 _CUDNN_DTYPES = ("bfloat16", "float16")
+PACKED_FALLBACK = "pallas_triton"  # packed rows on a GPU where cuDNN's packed layout cannot run
 
 
 class AttentionUnavailableError(F2JaxError, ValueError):
@@ -113,20 +116,44 @@ def resolve_attention(impl: str, backend: str, dtype: str, head_dim: int) -> str
     return kernel
 
 
-@functools.cache
-def packed_kernel(requested: str, kernel: str) -> str:
-    """The kernel for packed rows: `kernel` unless it is cuDNN, which has no segment mask here.
+def choose_kernel(impl: str, backend: str, dtype: str, head_dim: int, *, packed: bool = False,
+                  cudnn_packed: str | None = None, head_dim_max: int = 128) -> tuple[str, str | None]:
+    """(kernel, why `auto` fell back or None) for `model.attention: impl` on a padded or packed
+    batch — the one home of "can this kernel take this batch"; pure, no device needed.
 
-    `requested` is the configured `model.attention`: `auto` falls back to `chunked` (logged once),
-    an explicit `cudnn` raises rather than silently attending across texts."""
-    if kernel != "cudnn":
-        return kernel
-    if requested != "auto":
+    `cudnn_packed`: why cuDNN's packed layout cannot run here (None: it can;
+    `f2jax.model.cudnn_packed.unavailable`). Packed rows leave cuDNN for `PACKED_FALLBACK`
+    under `auto`; an explicit `cudnn` raises rather than attend across texts."""
+    kernel, why = decide_attention(impl, backend, dtype, head_dim, head_dim_max)
+    if not packed or kernel != "cudnn" or cudnn_packed is None:
+        return kernel, why
+    if impl != "auto":
         raise AttentionUnavailableError(
-            "model.attention: cudnn cannot take packed batches; use data.packing=false or attention "
-            "xla/chunked")
-    log.info("model.attention: auto -> chunked for packed batches (cuDNN takes no segment ids)")
-    return "chunked"
+            f"model.attention: 'cudnn' cannot take packed rows here: {cudnn_packed}; use 'auto' "
+            "(Pallas-Triton for packed rows), 'xla' or 'chunked', or data.packing=false")
+    return PACKED_FALLBACK, cudnn_packed
+
+
+@functools.cache
+def resolve_packed(impl: str, backend: str, dtype: str, head_dim: int) -> str:
+    """The kernel `attend` runs packed rows through for `model.attention: impl`; a fallback is
+    logged once per (backend, dtype, head_dim)."""
+    from f2jax.model import cudnn_packed
+
+    hmax = _gpu_head_dim_max() if backend in ("gpu", "cuda") else 128
+    padded, _ = decide_attention(impl, backend, dtype, head_dim, hmax)
+    why_not = cudnn_packed.unavailable(backend) if padded == "cudnn" else None
+    kernel, why = choose_kernel(impl, backend, dtype, head_dim, packed=True, cudnn_packed=why_not,
+                                head_dim_max=hmax)
+    if kernel == PACKED_FALLBACK:
+        log.warning("model.attention: auto -> %s for packed rows on %s (%s)", kernel, backend, why)
+    return kernel
+
+
+def packed_uses_offsets(impl: str, dtype: str, head_dim: int) -> bool:
+    """Whether packed rows reach cuDNN on this backend: the only kernel that reads a
+    `PackedBatch`'s offsets/seqlens (the others are better off without them: fewer shapes)."""
+    return resolve_packed(impl, jax.default_backend(), dtype, head_dim) == "cudnn"
 
 
 # ---------------------------------------------------------------- kernels
@@ -229,11 +256,7 @@ def fused_attention(
     q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None, implementation: str | None,
     segment_ids: jax.Array | None = None,
 ) -> jax.Array:
-    if segment_ids is not None:  # segments as an explicit [B, 1, T, T] mask: XLA only
-        if implementation not in (None, "xla"):
-            raise AttentionUnavailableError(
-                "model.attention: cudnn cannot take packed batches; use data.packing=false or "
-                "attention xla/chunked")
+    if segment_ids is not None:  # segments as an explicit [B, 1, T, T] mask: XLA only (`choose_kernel`)
         same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
         return jax.nn.dot_product_attention(q, k, v, mask=same, is_causal=True, implementation="xla")
     lengths = lengths.astype(jnp.int32)
@@ -314,14 +337,28 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Arra
 def attend(
     q: jax.Array, k: jax.Array, v: jax.Array, lengths: jax.Array | None, impl: AttentionImpl = "auto",
     segment_ids: jax.Array | None = None, requested: str | None = None,
+    offsets: jax.Array | None = None, seqlens: jax.Array | None = None,
 ) -> jax.Array:
-    """q [B, T, Hq, D]; k, v [B, T, Hkv, D]; lengths [B] (or packed rows' segment_ids [B, T])
-    -> [B, T, Hq, D] with `impl` resolved here. `requested`: the configured `model.attention`
-    (default `impl`), which decides whether packed rows may leave cuDNN (`packed_kernel`)."""
-    kernel = resolve_attention(impl, jax.default_backend(), jnp.dtype(q.dtype).name, q.shape[-1])
-    if segment_ids is not None:
-        kernel = packed_kernel(requested or impl, kernel)
+    """q [B, T, Hq, D]; k, v [B, T, Hkv, D]; lengths [B] (or packed rows' segment_ids [B, T],
+    with their text starts `offsets` [B, M+1] and lengths `seqlens` [B, M] for cuDNN) ->
+    [B, T, Hq, D] with `impl` resolved here. `requested`: the configured `model.attention`
+    (default `impl`), which decides whether packed rows may leave cuDNN (`choose_kernel`)."""
+    backend, dtype = jax.default_backend(), jnp.dtype(q.dtype).name
+    kernel = resolve_attention(impl, backend, dtype, q.shape[-1])
     seg = segment_ids
+    if seg is not None:
+        kernel = resolve_packed(requested or impl, backend, dtype, q.shape[-1])
+        if kernel == "cudnn":
+            from f2jax.model.cudnn_packed import cudnn_packed_attention
+
+            if offsets is None or seqlens is None:
+                raise ValueError("packed rows through cuDNN need their offsets and seqlens "
+                                 "(a PackedBatch from f2jax.data.packing)")
+            return cudnn_packed_attention(q, k, v, seg, offsets, seqlens)
+        if kernel == PACKED_FALLBACK:
+            from f2jax.model.triton_packed import triton_packed_attention
+
+            return triton_packed_attention(q, k, v, seg)
     if kernel == "xla":
         return xla_attention(q, k, v, lengths, seg)
     if kernel == "chunked":

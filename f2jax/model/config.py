@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from f2jax.errors import F2JaxError, InputNotFoundError
+from f2jax.paths import Path, as_path
 
 SUPPORTED_MODEL_TYPES = ("qwen3",)
 SUPPORTED_ARCHITECTURES = ("Qwen3Model", "Qwen3ForCausalLM")
@@ -110,7 +110,7 @@ class Qwen3Config:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> Qwen3Config:
-        file = Path(path) / "config.json"
+        file = as_path(path) / "config.json"
         if not file.exists():
             raise InputNotFoundError(f"{file} not found: not a Hugging Face model directory")
         return cls.from_hf_dict(json.loads(file.read_text()), source=str(file))

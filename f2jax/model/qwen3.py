@@ -103,13 +103,14 @@ class Attention(nnx.Module):
         self.requested = opts.attention  # packed rows: `auto` may leave cuDNN, an explicit choice may not
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, lengths: jax.Array | None,
-                 segment_ids: jax.Array | None = None) -> jax.Array:
+                 segment_ids: jax.Array | None = None, offsets: jax.Array | None = None,
+                 seqlens: jax.Array | None = None) -> jax.Array:
         b, t, _ = x.shape
         q = self.q_norm(self.q_proj(x).reshape(b, t, self.heads, self.head_dim))
         k = self.k_norm(self.k_proj(x).reshape(b, t, self.kv_heads, self.head_dim))
         v = self.v_proj(x).reshape(b, t, self.kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = attend(q, k, v, lengths, self.impl, segment_ids, self.requested)
+        out = attend(q, k, v, lengths, self.impl, segment_ids, self.requested, offsets, seqlens)
         return self.o_proj(out.reshape(b, t, self.heads * self.head_dim))
 
 
@@ -134,8 +135,9 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, opts, rngs)
 
     def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, lengths: jax.Array | None,
-                 segment_ids: jax.Array | None = None) -> jax.Array:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, lengths, segment_ids)
+                 segment_ids: jax.Array | None = None, offsets: jax.Array | None = None,
+                 seqlens: jax.Array | None = None) -> jax.Array:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, lengths, segment_ids, offsets, seqlens)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -144,7 +146,8 @@ class Qwen3Model(nnx.Module):
 
     Packed rows (several texts per row) pass `segment_ids` [B, T] (0 = padding) and per-text
     `positions` [B, T]: attention stays within each text and RoPE restarts per text, so every
-    text's states equal those of the text run alone."""
+    text's states equal those of the text run alone. Their `offsets`/`seqlens` (each row's text
+    starts and lengths, `f2jax.data.packing`) let cuDNN take them on a GPU."""
 
     def __init__(self, cfg: Qwen3Config, opts: ModelOptions | None = None, *, rngs: nnx.Rngs):
         opts = opts or ModelOptions()
@@ -164,9 +167,13 @@ class Qwen3Model(nnx.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, opts)
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None, *,
-                 segment_ids: jax.Array | None = None, positions: jax.Array | None = None) -> jax.Array:
+                 segment_ids: jax.Array | None = None, positions: jax.Array | None = None,
+                 offsets: jax.Array | None = None, seqlens: jax.Array | None = None) -> jax.Array:
         x = embed_lookup(self._table(), input_ids)
-        return self.norm(self._layers([self._rows(x, input_ids, attention_mask, segment_ids, positions)])[0])
+        rows = self._rows(x, input_ids, attention_mask, segment_ids, positions)
+        if segment_ids is not None:
+            rows = rows._replace(offsets=offsets, seqlens=seqlens)
+        return self.norm(self._layers([rows])[0])
 
     def call_groups(self, groups: Sequence[tuple[jax.Array, jax.Array]], *,
                     last_token: bool = False) -> list[jax.Array]:
@@ -223,13 +230,16 @@ class Qwen3Model(nnx.Module):
 
 class LayerRows(NamedTuple):
     """One batch on its way through the layers: hidden [B, T, E], RoPE tables ([T, D], or [B, T, D]
-    for packed rows), right-padding lengths [B] or packed segment ids [B, T]."""
+    for packed rows), right-padding lengths [B] or packed segment ids [B, T] (with each row's text
+    offsets [B, M+1] and seqlens [B, M] where known)."""
 
     hidden: jax.Array
     cos: jax.Array
     sin: jax.Array
     lengths: jax.Array | None
     segment_ids: jax.Array | None
+    offsets: jax.Array | None = None
+    seqlens: jax.Array | None = None
 
 
 def seq_chunks(rows: int, seq_chunk: int) -> int:
@@ -246,7 +256,7 @@ def run_layer(layer: DecoderLayer, rows: LayerRows, remat: str, seq_chunk: int) 
     per_row = rows.cos.ndim == 3  # packed rows carry their own positions
 
     def apply(r: LayerRows) -> jax.Array:
-        return pin_batch(layer(pin_batch(r.hidden), r.cos, r.sin, r.lengths, r.segment_ids))
+        return pin_batch(layer(pin_batch(r.hidden), r.cos, r.sin, r.lengths, r.segment_ids, r.offsets, r.seqlens))
 
     if remat != "none":
         apply = jax.checkpoint(apply, policy=REMAT_POLICIES[remat], prevent_cse=False)

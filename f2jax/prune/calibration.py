@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from f2jax.data.batch import HostBatch
 from f2jax.errors import InputNotFoundError, UserInputError
+from f2jax.paths import Path, as_path, existing_dir
+from f2jax.storage import local_copy
 
 _CACHE = Path(tempfile.gettempdir()) / "f2jax_prune_calibration"
 
@@ -25,17 +26,15 @@ def tokenized_dir(data: str | Path, model_dir: str | Path, max_length: int) -> P
         from f2jax.data import demo_data_dir
 
         data = demo_data_dir()
-    path = Path(data)
+    path = local_copy(existing_dir(data, "--calibration"))
     if (path / "meta.json").exists():
         return path
-    if not path.is_dir():
-        raise InputNotFoundError(f"--calibration: {path} does not exist")
     if not any(path.glob("*.parquet")):
         raise InputNotFoundError(f"--calibration: {path} holds neither tokenised data (meta.json) nor "
                                  "*.parquet sources")
     from f2jax.data import tokenize_sources
 
-    model_dir = Path(model_dir)
+    model_dir = as_path(model_dir)
     key = hashlib.sha256(f"{path.resolve()}|{model_dir.resolve()}|{max_length}".encode()).hexdigest()[:16]
     out = _CACHE / key
     if not (out / "meta.json").exists():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
@@ -20,9 +19,10 @@ import numpy as np
 
 from f2jax.data.batch import HostBatch
 from f2jax.errors import UserInputError
+from f2jax.losses import hard_negative_loss, inbatch_loss, mrl_dims
 from f2jax.model.config import Qwen3Config
+from f2jax.paths import Path, as_path
 from f2jax.prune.forward import Forward, last_token
-from f2jax.train.losses import hard_negative_loss, inbatch_loss, mrl_dims
 
 FIELDS = ("block_influence", "hidden", "mlp", "heads", "drop_loss")
 
@@ -56,26 +56,26 @@ class Scores:
 
     def save(self, path: str | Path) -> Path:
         """NPZ (arrays + meta JSON) or, for a .json path, plain JSON lists."""
-        path = Path(path)
+        path = as_path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: getattr(self, k) for k in FIELDS if getattr(self, k) is not None}
         if path.suffix == ".json":
             path.write_text(json.dumps({**{k: np.asarray(v).tolist() for k, v in arrays.items()},
                                         "meta": self.meta}))
         else:
-            with open(path, "wb") as f:
+            with path.open("wb") as f:
                 np.savez(f, **arrays, meta=np.asarray(json.dumps(self.meta)))
         return path
 
     @classmethod
     def load(cls, path: str | Path, cfg: Qwen3Config) -> Scores:
-        path = Path(path)
+        path = as_path(path)
         try:
             if path.suffix == ".json":
                 raw = json.loads(path.read_text())
                 meta = raw.pop("meta", {})
             else:
-                with np.load(path) as f:
+                with path.open("rb") as handle, np.load(handle) as f:
                     raw = {k: f[k] for k in f.files}
                 meta = json.loads(str(raw.pop("meta", "{}")))
             arrays = {k: np.asarray(raw[k], np.float64) for k in FIELDS[:4]}

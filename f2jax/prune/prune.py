@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -16,11 +15,13 @@ from jax.sharding import Mesh
 
 from f2jax.errors import UserInputError
 from f2jax.model.config import Qwen3Config
+from f2jax.paths import Path, as_path, existing
 from f2jax.prune.calibration import calibration_batches
 from f2jax.prune.forward import Forward
 from f2jax.prune.importance import Scores, drop_loss, score
 from f2jax.prune.surgery import Plan, Target, apply_plan, intermediate_targets, make_plan, resolve_target
 from f2jax.prune.weights import read_checkpoint, write_model_dir
+from f2jax.storage import local_copy
 
 log = logging.getLogger(__name__)
 DEPTH_METRICS = ("block_influence", "drop_loss")
@@ -74,13 +75,13 @@ def prune_checkpoint(model: str | Path, output: str | Path, *, calibration: Cali
     `scores_file`: reused when it exists (scores of the source model, first step only), else
     the first step's scores are written there."""
     t0 = time.perf_counter()
-    model, calib = Path(model), calibration or Calibration()
+    model, calib = local_copy(existing(model, "MODEL")), calibration or Calibration()
     if depth_metric not in DEPTH_METRICS:
         raise UserInputError(f"--depth-metric must be one of {DEPTH_METRICS}, got {depth_metric!r}")
     cfg, tensors = read_checkpoint(model)
     source = cfg
     target = resolve_target(cfg, preset, **(dims or {}))
-    reuse = scores_file is not None and Path(scores_file).exists()
+    reuse = scores_file is not None and as_path(scores_file).exists()
     preloaded = Scores.load(scores_file, cfg) if reuse else None
     mesh = mesh or data_mesh()
     history = []

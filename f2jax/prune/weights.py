@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
 from f2jax.errors import InputNotFoundError
 from f2jax.hf.checkpoint import INDEX_FILE, SINGLE_FILE, SafetensorsCheckpoint
-from f2jax.hf.export import write_encoder_files
+from f2jax.hf.export import publish_model_dir, write_encoder_files
 from f2jax.hf.load import IGNORED_TENSORS, validate_checkpoint
 from f2jax.model.config import Qwen3Config
+from f2jax.paths import Path, as_path
 from f2jax.tokenizer import bundled_tokenizer_dir, load_tokenizer
 
 DEFAULT_MAX_LENGTH = 512
@@ -27,7 +27,7 @@ MAX_SHARD_BYTES = 2 * 1024**3
 
 def read_checkpoint(path: str | Path, flag: str = "MODEL") -> tuple[Qwen3Config, dict[str, np.ndarray]]:
     """(config, HF name -> tensor in its stored dtype), the "model." prefix and LM head dropped."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_dir():
         raise InputNotFoundError(f"{flag}: {path} is not a directory")
     cfg = Qwen3Config.from_pretrained(path)
@@ -82,15 +82,13 @@ def _write_weights(out: Path, tensors: Mapping[str, np.ndarray]) -> None:
 def write_model_dir(out: str | Path, cfg: Qwen3Config, tensors: Mapping[str, np.ndarray], src: str | Path) -> Path:
     """config.json + safetensors + tokenizer + sentence-transformers modules, as
     `f2jax.hf.export.save_pretrained` writes them (tokenizer and prompts taken from `src`)."""
-    out, src = Path(out), Path(src)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("*.safetensors"), out / INDEX_FILE]:
-        stale.unlink(missing_ok=True)
-    _write_weights(out, tensors)
-    config = {**cfg.to_hf_dict(), "dtype": storage_dtype(tensors)}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    out, src = as_path(out), as_path(src)
     max_length, prompts = _sentence_settings(src)
     has_tokenizer = (src / "tokenizer.json").exists() or (src / "tokenizer_config.json").exists()
     tokenizer = load_tokenizer(src if has_tokenizer else bundled_tokenizer_dir())
-    write_encoder_files(out, tokenizer, cfg.hidden_size, max_length, prompts)
+    with publish_model_dir(out) as local:
+        _write_weights(local, tensors)
+        config = {**cfg.to_hf_dict(), "dtype": storage_dtype(tensors)}
+        (local / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_encoder_files(local, tokenizer, cfg.hidden_size, max_length, prompts)
     return out

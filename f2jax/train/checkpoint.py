@@ -28,7 +28,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 from f2jax import distributed
 from f2jax.config import CheckpointSection
 from f2jax.errors import F2JaxError
-from f2jax.train.paths import PathLike, absolute
+from f2jax.paths import PathLike, absolute
 from f2jax.train.state import TrainState, abstract_like
 
 __all__ = ["CORRUPT_DIR", "CheckpointError", "Checkpointer", "Restored", "TrainState", "abstract_like"]

@@ -15,13 +15,19 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() (auto-detected on TPU pods / SLURM)")
     p.add_argument("--coordinator", default=None, help="host:port of process 0 (with --distributed)")
-    p.add_argument("--num-processes", type=int, default=None)
-    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--num-processes", type=int, default=None,
+                   help="number of processes in the job (with --distributed; default: auto-detected, or env "
+                        "F2JAX_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, default=None,
+                   help="this process's index, 0 .. N-1 (with --distributed; default: auto-detected, or env "
+                        "F2JAX_PROCESS_ID)")
     p.add_argument("--init-timeout", type=int, default=None,
                    help="seconds for all processes to connect (default 1800; env F2JAX_INIT_TIMEOUT)")
     p.add_argument("--heartbeat-timeout", type=int, default=None,
                    help="seconds without heartbeat before a peer counts as dead (default 100)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 mesh.data=8")
+    p.add_argument("overrides", nargs="*",
+                   help="key=value overrides, anywhere after `train`, e.g. train.steps=100 mesh.data=8; "
+                        "every key with its default and meaning: `f2jax config show`")
     p.set_defaults(func=_run_train)
 
 
@@ -36,11 +42,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
         known_id = args.process_id if args.process_id is not None else os.environ.get(distributed.ENV_PROCESS_ID)
         if known_id not in (None, "", 0, "0"):  # quiet from the start (before joining) where known
-            logging.getLogger().setLevel(logging.WARNING)
+            logging.getLogger("f2jax").setLevel(logging.WARNING)
         pg = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                                     init_timeout_s=args.init_timeout, heartbeat_timeout_s=args.heartbeat_timeout)
         if pg.process_id != 0:  # one process speaks; the others report warnings and errors only
-            logging.getLogger().setLevel(logging.WARNING)
+            logging.getLogger("f2jax").setLevel(logging.WARNING)
         try:
             return _train(args)
         except Exception as err:

@@ -8,18 +8,18 @@ parameter at a time. Host memory therefore never holds a second full copy of the
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from flax import nnx
 
 from f2jax.config import RunConfig, config_from_dict
 from f2jax.encode import Encoder
 from f2jax.model.qwen3 import abstract_model
+from f2jax.paths import Path, PathLike
 from f2jax.sharding import make_mesh, param_shardings
 from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
 from f2jax.train.checkpoint import Checkpointer, CheckpointError
-from f2jax.train.paths import PathLike, checkpoint_dir
+from f2jax.train.paths import checkpoint_dir
 from f2jax.train.state import TrainState, abstract_like
 
 log = logging.getLogger(__name__)

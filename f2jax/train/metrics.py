@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from f2jax.errors import F2JaxError
-from f2jax.train.paths import PathLike, as_path
+from f2jax.paths import PathLike, as_path
 
 
 class NonFiniteLossError(F2JaxError, FloatingPointError):
@@ -63,3 +63,16 @@ class MetricsWriter:
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
     path = as_path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def source_tasks(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Task type per source, from the records that name one (training and validation records do)."""
+    return {r["source"]: r["task"] for r in records if "source" in r and "task" in r}
+
+
+def chance_top1(records: list[dict[str, Any]], negatives: dict[str, int] | None = None) -> dict[str, float]:
+    """Per source, the top-1 accuracy (`acc_hard`) of a random ranking of its positive among its
+    hard negatives: 1 / (1 + negatives of its task type), `negatives` being the run's `data.negatives`."""
+    from f2jax.data.tasks import top1_chance
+
+    return {source: top1_chance(task, negatives) for source, task in source_tasks(records).items()}

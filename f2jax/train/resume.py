@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from f2jax.config import ConfigError
-from f2jax.train.paths import PathLike, as_path
+from f2jax.paths import PathLike, as_path
 
 log = logging.getLogger(__name__)
 

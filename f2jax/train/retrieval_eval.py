@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from f2jax.eval.retrieval_metrics import evaluate_retrieval
+from f2jax.retrieval_metrics import evaluate_retrieval
 
 
 class RetrievalAccumulator:

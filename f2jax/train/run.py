@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any
 
 import grain
@@ -23,11 +22,11 @@ from f2jax.config import RunConfig, check_packing
 from f2jax.data.pipeline import make_dataset
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, abstract_model
+from f2jax.paths import Path, PathLike, as_path
 from f2jax.sharding import param_shardings, resolve_mesh_shape
 from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
 from f2jax.train.optim import make_optimizer, make_schedule, run_warmup_steps
-from f2jax.train.paths import PathLike, as_path
 from f2jax.train.resume import check_run_dir_config
 from f2jax.train.state import TrainState, abstract_state, init_state, state_shardings
 from f2jax.train.step import LossSpec, StepProgram

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -17,11 +16,12 @@ from flax import nnx
 from f2jax import distributed
 from f2jax.config import ConfigError, ModelRuntime, RunConfig
 from f2jax.hf.load import load_model
+from f2jax.losses import mrl_dims as default_mrl_dims
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model, abstract_model
+from f2jax.paths import Path, PathLike, as_path
 from f2jax.sharding import MeshError, make_mesh, param_shardings
-from f2jax.train.losses import mrl_dims as default_mrl_dims
-from f2jax.train.paths import PathLike, is_url
+from f2jax.storage import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def model_options(section: ModelRuntime, key: str) -> ModelOptions:
 
 
 def _existing_dir(path: str, key: str) -> Path:
-    p = Path(path).expanduser()
+    p = as_path(path)
     if not p.exists():
         raise ConfigError(f"{key}: {p} does not exist")
     return p
@@ -111,37 +111,30 @@ def check_static(cfg: RunConfig) -> None:
 
 
 def prepare_data(cfg: RunConfig, run_dir: PathLike, tokenizer_dir: Path | None) -> Path:
-    """The tokenised data directory, tokenising `data.raw` first when needed: process 0 alone
-    tokenises, the others wait for it (a coordination-service barrier, no device work), so the
-    directory must be shared by all processes."""
-    if cfg.data.path:
-        out = Path(cfg.data.path)
-    elif is_url(run_dir):
-        raise ConfigError(f"data.raw: cannot tokenise into the URL run directory {run_dir}; tokenise "
-                          "first (`f2jax data tokenize`) and set data.path")
-    else:
-        out = Path(run_dir) / "data"
-    if cfg.data.raw is None:
-        return out
-    if jax.process_index() == 0 and not (out / "meta.json").exists():
-        from f2jax.data import demo_data_dir, tokenize_sources
+    """The tokenised data directory (a URL's local copy), tokenising `data.raw` first when
+    needed: process 0 alone tokenises, the others wait for it (a coordination-service barrier,
+    no device work), so the directory must be shared by all processes (or a URL)."""
+    out = as_path(cfg.data.path) if cfg.data.path else as_path(run_dir) / "data"
+    if cfg.data.raw is not None:
+        if jax.process_index() == 0 and not (out / "meta.json").exists():
+            from f2jax.data import demo_data_dir, tokenize_sources
 
-        raw = demo_data_dir() if cfg.data.raw == "demo" else Path(cfg.data.raw)
-        log.info("tokenising %s into %s", raw, out)
-        tokenize_sources(raw, out, tokenizer_dir=tokenizer_dir, max_length=cfg.data.max_length,
-                         negatives=cfg.data.negatives)
-    distributed.barrier("f2jax_prepare_data")  # every process, whether or not it was needed
-    if not (out / "meta.json").exists():
-        raise ConfigError(f"data.raw: process 0 tokenised into {out}, which process {jax.process_index()} "
-                          "cannot see: a multi-host run needs a shared run directory, or set data.path")
-    return out
+            raw = demo_data_dir() if cfg.data.raw == "demo" else local_copy(cfg.data.raw)
+            log.info("tokenising %s into %s", cfg.data.raw, out)
+            tokenize_sources(raw, out, tokenizer_dir=tokenizer_dir, max_length=cfg.data.max_length,
+                             negatives=cfg.data.negatives)
+        distributed.barrier("f2jax_prepare_data")  # every process, whether or not it was needed
+        if not (out / "meta.json").exists():
+            raise ConfigError(f"data.raw: process 0 tokenised into {out}, which process {jax.process_index()} "
+                              "cannot see: a multi-host run needs a shared run directory, or set data.path")
+    return local_copy(out)
 
 
 def tokenizer_dir(cfg: RunConfig) -> Path | None:
     if cfg.model.tokenizer:
         return _existing_dir(cfg.model.tokenizer, "model.tokenizer")
-    if cfg.model.path and (Path(cfg.model.path) / "tokenizer.json").exists():
-        return Path(cfg.model.path)
+    if cfg.model.path and (as_path(cfg.model.path) / "tokenizer.json").exists():
+        return as_path(cfg.model.path)
     return None
 
 
@@ -183,14 +176,14 @@ def check_teacher_embeddings(cfg: RunConfig, data_dir: Path, student: Qwen3Confi
     try:
         meta = read_teacher_meta(data_dir)
     except FileNotFoundError:
-        raise ConfigError(f"teacher.embeddings: {Path(data_dir) / TEACHER_DIR / 'meta.json'} does not exist; "
+        raise ConfigError(f"teacher.embeddings: {as_path(data_dir) / TEACHER_DIR / 'meta.json'} does not exist; "
                           f"run `f2jax data teacher-embed {data_dir} --teacher MODEL_DIR` first") from None
     except ValueError as err:
         raise ConfigError(f"teacher.embeddings: {err}") from None
     if meta["hidden_size"] < student.hidden_size:
         raise ConfigError(f"teacher.embeddings: stored teacher hidden size {meta['hidden_size']} is smaller "
                           f"than the student's {student.hidden_size}; KD truncates the teacher, it cannot widen it")
-    sources = read_json(Path(data_dir) / "meta.json")["sources"]
+    sources = read_json(as_path(data_dir) / "meta.json")["sources"]
     missing = [f"{src}.{key}" for src, info in sources.items()
                for key in ["query_instructed" if cfg.data.instructions and info.get("instruction") else "query"]
                if key not in meta["queries"].get(src, [])]

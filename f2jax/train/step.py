@@ -23,11 +23,12 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from f2jax.data.batch import Batch, PackedBatch
+from f2jax.compiled_memory import compiled_memory
+from f2jax.data.batch import Batch, PackedBatch, split_micro
 from f2jax.encode import pooled_groups
+from f2jax.losses import distill_loss, hard_negative_loss, inbatch_loss, l2_normalize
 from f2jax.model.partitioning import gather_batch
 from f2jax.sharding import batch_sharding
-from f2jax.train.losses import distill_loss, hard_negative_loss, inbatch_loss, l2_normalize
 from f2jax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class LossSpec:
 def encode_packed(graphdef: nnx.GraphDef, params: Params, batch: PackedBatch) -> tuple[jax.Array, ...]:
     """One forward over the packed rows, then each text's last token gathered at (row, column)."""
     hidden = nnx.merge(graphdef, params)(batch.ids, None, segment_ids=batch.segment_ids,
-                                         positions=batch.positions)
+                                         positions=batch.positions, offsets=batch.offsets,
+                                         seqlens=batch.seqlens)
 
     def gather(index: jax.Array) -> jax.Array:
         return hidden[index[..., 0], index[..., 1]].astype(jnp.float32)
@@ -83,11 +85,6 @@ def objective(reps: tuple[jax.Array, ...], teacher_reps: tuple[jax.Array, ...] |
     return total, {"loss": total, "loss_inbatch": ib, "loss_hard": hard, "loss_kd": kd}
 
 
-def _micro(tree: Any, k: int) -> Any:
-    """[B, ...] -> [k, B/k, ...] with strided rows, so every device keeps its share of each."""
-    return jax.tree.map(lambda v: v.reshape(v.shape[0] // k, k, *v.shape[1:]).swapaxes(0, 1), tree)
-
-
 def _flatten(tree: Any) -> Any:
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tree)
 
@@ -105,12 +102,12 @@ def teacher_reps(teacher: tuple[nnx.GraphDef, Params] | None, batch: Batch, k: i
             return None
         stored = tuple(x.astype(jnp.float32) for x in batch.teacher)
         if k > 1:
-            stored = _flatten(_micro(stored, k))
+            stored = _flatten(split_micro(stored, k))
         return jax.lax.stop_gradient(stored)
     graphdef, params = teacher
     if k == 1:
         return jax.lax.stop_gradient(encode_batch(graphdef, params, batch))
-    reps = jax.lax.map(lambda mb: encode_batch(graphdef, params, mb), _micro(batch, k))
+    reps = jax.lax.map(lambda mb: encode_batch(graphdef, params, mb), split_micro(batch, k))
     return jax.lax.stop_gradient(_flatten(reps))
 
 
@@ -125,7 +122,7 @@ def loss_and_grads(graphdef: nnx.GraphDef, params: Params, batch: Batch, teacher
 
         (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return metrics, grads
-    micro = _micro(batch, k)
+    micro = split_micro(batch, k)
     reps = jax.lax.map(lambda mb: encode_batch(graphdef, params, mb), micro)
     (_, metrics), rep_grads = jax.value_and_grad(
         lambda r: objective(r, t_reps, spec, inbatch), has_aux=True)(_flatten(reps))
@@ -147,7 +144,7 @@ def train_step(state: TrainState, batch: Batch, teacher: Any, *, graphdef: nnx.G
     metrics, grads = loss_and_grads(graphdef, state.params, batch, teacher, spec, inbatch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
     return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
 
@@ -232,11 +229,9 @@ def compile_step(program: StepProgram, kind: str, shapes: Batch, inbatch: bool) 
     lowered_at = time.perf_counter()
     compiled = lowered.compile()
     done = time.perf_counter()
-    mem = compiled.memory_analysis()
+    mem = compiled_memory(compiled)
     if mem is not None:
-        total = (mem.argument_size_in_bytes + mem.output_size_in_bytes
-                 + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
         log.info("compiled %s step %s in %.1fs: %.1f MiB per device (args %.1f, temp %.1f)",
-                 kind, [x.shape for x in jax.tree.leaves(batch)], done - start, total / 2**20,
-                 mem.argument_size_in_bytes / 2**20, mem.temp_size_in_bytes / 2**20)
+                 kind, [x.shape for x in jax.tree.leaves(batch)], done - start, mem["total_bytes"] / 2**20,
+                 mem["argument_bytes"] / 2**20, mem["temp_bytes"] / 2**20)
     return CompiledStep(compiled, lower_s=lowered_at - start, compile_s=done - lowered_at)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import grain
@@ -22,13 +21,15 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from f2jax.config import RunConfig
-from f2jax.data.batch import Batch, HostBatch
+from f2jax.data.batch import Batch, HostBatch, PackedBatch
 from f2jax.data.pipeline import to_global
 from f2jax.encode import Encoder
 from f2jax.hf.export import to_host
+from f2jax.paths import Path, PathLike, absolute
 from f2jax.train.checkpoint import Checkpointer
+from f2jax.train.compile_cache import compile_counts, compile_record, count_compiles, setup_compile_cache
 from f2jax.train.metrics import MetricsWriter, check_finite
-from f2jax.train.paths import PathLike, checkpoint_dir
+from f2jax.train.paths import checkpoint_dir
 from f2jax.train.preemption import PreemptionWatch
 from f2jax.train.resume import truncate_metrics, warn_config_changes
 from f2jax.train.retrieval_eval import RetrievalAccumulator
@@ -53,7 +54,11 @@ class Trainer:
     """Trains the `Run` of a `RunConfig`; see `f2jax train --help`."""
 
     def __init__(self, cfg: RunConfig, run_dir: PathLike):
+        count_compiles()
+        self._compiles_at_start = compile_counts()  # this run's share of the process's compiles
+        setup_compile_cache(cfg.checkpoint.compile_cache, absolute(run_dir))  # before the first compile
         self.run: Run = build_run(cfg, run_dir)
+        self._offsets = _packed_offsets_needed(cfg, self.run.model_config.head_dim)
         self.cfg, self.run_dir = cfg, self.run.run_dir
         self.state: TrainState = self.run.init_state()
         self._compiled: dict[Any, CompiledStep] = {}
@@ -71,6 +76,13 @@ class Trainer:
     @property
     def state_shardings(self) -> TrainState:
         return self.run.state_shardings
+
+    def _to_device(self, arrays: Batch | PackedBatch) -> Batch | PackedBatch:
+        """This process's host arrays as global arrays on the mesh; packed rows keep their
+        offsets/seqlens only where cuDNN reads them."""
+        if isinstance(arrays, PackedBatch) and not self._offsets:
+            arrays = arrays.without_offsets()
+        return to_global(arrays, self.run.mesh)
 
     def _step_fn(self, kind: str, batch: Batch, inbatch: bool) -> Any:
         """The compiled step for this kind ('train'/'eval') x in-batch flag x batch shapes."""
@@ -97,7 +109,7 @@ class Trainer:
         with PreemptionWatch() as watch:
             for step in range(start_step, self.total_steps):
                 batch: HostBatch = next(iterator)
-                arrays = to_global(batch.arrays, self.run.mesh)
+                arrays = self._to_device(batch.arrays)
                 self.state, metrics = self._step_fn("train", arrays, batch.inbatch)(self.state, arrays, teacher)
                 if pending is not None:
                     last = self._finish(pending, tick, bar) or last
@@ -158,7 +170,8 @@ class Trainer:
         real, padded = _global_tokens(real, padded)  # every process logs the same steps
         record = {"step": step + 1, "epoch": int(batch.epoch), "source": batch.source,
                   "task": batch.task, **values, "step_time_s": elapsed,
-                  "tokens_per_s": real / elapsed, "padded_tokens_per_s": padded / elapsed}
+                  "tokens_per_s": real / elapsed, "padded_tokens_per_s": padded / elapsed,
+                  **compile_record(self._compiles_at_start)}
         self.writer.write(record)
         return record
 
@@ -166,6 +179,7 @@ class Trainer:
         """Per-source validation losses, accuracies and (retrieval sources) nDCG/recall/MRR."""
         sums: dict[str, dict[str, float]] = {}
         counts: dict[str, int] = {}
+        tasks: dict[str, str] = {}
         retrieval = RetrievalAccumulator()
         dataset = self.run.split("validation")
         for i in range(len(dataset)):
@@ -173,20 +187,21 @@ class Trainer:
             source = batch.source
             if counts.get(source, 0) >= self.cfg.train.eval_batches:
                 continue
-            arrays = to_global(batch.arrays, self.run.mesh)
+            arrays = self._to_device(batch.arrays)
             compiled = self._step_fn("eval", arrays, batch.inbatch)
             metrics, reps = compiled(self.state.params, arrays, self.run.program.teacher)
             acc = sums.setdefault(source, {})
             for k, v in jax.device_get(metrics).items():
                 acc[k] = acc.get(k, 0.0) + float(v)
             counts[source] = counts.get(source, 0) + 1
+            tasks[source] = batch.task
             if batch.inbatch:
                 retrieval.add(source, *(to_host(r) for r in reps))
         results = {src: {k: v / counts[src] for k, v in acc.items()} for src, acc in sums.items()}
         for src, values in retrieval.results().items():
             results[src].update(values)
         for src, values in results.items():
-            self.writer.write({"step": step, "split": "validation", "source": src, **values})
+            self.writer.write({"step": step, "split": "validation", "source": src, "task": tasks[src], **values})
         return results
 
     def encoder(self) -> Encoder:
@@ -205,6 +220,14 @@ class Trainer:
         finally:
             self.writer.close()
 
+
+
+def _packed_offsets_needed(cfg: RunConfig, head_dim: int) -> bool:
+    """Whether the student's (or a co-hosted teacher's) packed rows reach cuDNN here."""
+    from f2jax.model.attention import packed_uses_offsets
+
+    sections = [cfg.model, *([cfg.teacher] if cfg.teacher.path else [])]
+    return cfg.data.packing and any(packed_uses_offsets(s.attention, s.dtype, head_dim) for s in sections)
 
 
 def _global_tokens(real: int, padded: int) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from f2jax.bench.cli import add_bench_parser
 from f2jax.bench.lengths import bucketed, check_lengths_mode, make_batch, sample_lengths
 from f2jax.bench.step_memory import CPU_FAITHFUL_FLAG, _child_env, bench_step_memory, paper_estimate
 from f2jax.bench.train_step import bench_train_step, shape_dims, torch_mrl_weights
-from f2jax.train.losses import mrl_weights
+from f2jax.losses import mrl_weights
 
 TINY = dict(hidden=32, layers=1, heads=4, kv_heads=2, head_dim=8, intermediate=64, vocab=512)
 TINY_HF = dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=4,
@@ -149,9 +149,12 @@ def test_step_memory_rejects_indivisible_batch():
 def test_cli_parses_train_and_step_memory():
     import argparse
 
+    from f2jax.bench.cli_step import train_defaults
+
     parser = argparse.ArgumentParser()
     add_bench_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", "train", "--steps", "3", "--threads", "2"])
+    train_defaults(args)  # unset shape/batch/length flags: the plain defaults (or --realistic's)
     assert (args.shape, args.hidden, args.batch, args.negatives, args.length, args.steps) == (
         "tiny", None, 16, 7, 128, 3)
     assert args.torch and not args.packing and args.lengths == "uniform" and args.dtype == "auto"

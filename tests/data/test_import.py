@@ -156,4 +156,4 @@ def test_dataset_dict_needs_split_and_hub_unreachable(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "someone/not_a_local_dataset: not on disk and the Hugging Face Hub is unreachable" in proc.stderr
     proc = _run(str(tmp_path / "nowhere.jsonl"), str(tmp_path / "out"))
-    assert proc.returncode == 2 and "no such file" in proc.stderr
+    assert proc.returncode == 2 and "nowhere.jsonl does not exist" in proc.stderr

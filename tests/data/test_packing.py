@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from f2jax.data.batch import Batch, PackedBatch
-from f2jax.data.packing import ffd_layout, pack_batch, pack_texts, row_bucket, rows_needed
+from f2jax.data.packing import (
+    ffd_layout,
+    pack_batch,
+    pack_texts,
+    packing_shape,
+    row_bucket,
+    rows_needed,
+    texts_bucket,
+)
 from f2jax.data.pipeline import make_dataset, make_pipeline
 
 B = 16
@@ -80,6 +88,53 @@ def test_pack_texts_edge_lengths_and_global_rows():
     assert rows == 4 and batch.token_counts() == (26, 32)
 
 
+def spans(segment_ids: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Each row's (start, length) per segment 1, 2, ..., read from the segment ids alone."""
+    out = []
+    for row in np.asarray(segment_ids):
+        out.append([(int(np.flatnonzero(row == s)[0]), int((row == s).sum())) for s in range(1, row.max() + 1)])
+    return out
+
+
+def check_offsets(batch: PackedBatch) -> None:
+    """offsets [R, M+1] / seqlens [R, M] list exactly the texts the segment ids hold, −1 after."""
+    offsets, seqlens = np.asarray(batch.offsets), np.asarray(batch.seqlens)
+    assert offsets.dtype == seqlens.dtype == np.int32
+    assert offsets.shape == (batch.ids.shape[0], seqlens.shape[1] + 1) and seqlens.shape[1] >= 2
+    for r, row in enumerate(spans(batch.segment_ids)):
+        n = len(row)
+        assert [(int(o), int(s)) for o, s in zip(offsets[r, :n], seqlens[r, :n], strict=True)] == row
+        assert (offsets[r, n:] == -1).all() and (seqlens[r, n:] == -1).all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_offsets_and_seqlens_agree_with_segment_ids(seed):
+    """Random layouts, with empty rows (a larger R), a text filling a whole row, rows of 1-token
+    texts (the most texts per row), and GradCache micro-batches."""
+    rng = np.random.default_rng(seed)
+    b, k, length, micro = 4, 3, 16, (1, 2)[seed % 2]
+    lengths = rng.integers(1, length + 1, size=b * (2 + k))
+    lengths[0] = length  # a text of exactly one row
+    if seed >= 2:
+        lengths[b : 2 * b] = 1  # many 1-token texts share rows
+    seqs = [rng.integers(1, 100, size=n).astype(np.int32) for n in lengths]
+    rows, texts = packing_shape([lengths], b, k, length, micro=micro)
+    rows += 2 * micro  # room to spare: empty rows
+    batch = pack_texts(seqs[:b], seqs[b : 2 * b], seqs[2 * b :], k, length=length, rows=rows, pad_id=0,
+                       micro=micro, texts=texts)
+    check_offsets(batch)
+    assert (np.asarray(batch.seqlens) == -1).all(axis=1).any()  # an empty row is all −1
+    most = max(len(r) for r in spans(batch.segment_ids))
+    assert texts == texts_bucket(most) >= most
+
+
+def test_texts_per_row_is_bucketed_and_checked():
+    assert [texts_bucket(m) for m in (0, 1, 2, 3, 16, 17, 33)] == [2, 2, 2, 4, 16, 32, 64]
+    q = [np.array([1])] * 4
+    with pytest.raises(ValueError, match="texts"):  # 8 one-token texts in one row, only 4 columns
+        pack_texts(q, q, [], 0, length=8, rows=1, pad_id=0, texts=4)
+
+
 def test_pack_batch_keeps_every_text():
     rng = np.random.default_rng(1)
 
@@ -94,6 +149,7 @@ def test_pack_batch_keeps_every_text():
     assert unpack(packed) == unpadded(batch)
     assert packed.token_counts()[0] == batch.token_counts()[0]
     assert packed.ids.shape[0] % 4 == 0 and packed.negative_index.shape == (8, 3, 2)
+    check_offsets(packed)
 
 
 def test_pipeline_packs_the_same_texts(tok_dir):
@@ -106,6 +162,7 @@ def test_pipeline_packs_the_same_texts(tok_dir):
         assert (a.source, a.epoch) == (b.source, b.epoch)
         np.testing.assert_array_equal(a.rows, b.rows)
         assert unpack(b.arrays) == unpadded(a.arrays)
+        check_offsets(b.arrays)
         real, computed = b.arrays.token_counts()
         assert real == a.arrays.token_counts()[0] and computed == b.arrays.ids.size
 
@@ -137,4 +194,7 @@ def test_packed_two_processes_agree_on_rows(tok_dir):
                               for k in ("ids", "segment_ids", "positions", "query_index", "passage_index",
                                         "negative_index")})
         assert (p0.query_index[:, 0] < rows).all() and (p1.query_index[:, 0] >= rows).all()
+        assert p0.offsets.shape == p1.offsets.shape  # same texts-per-row width on both hosts
+        check_offsets(p0)
+        check_offsets(p1)
         assert unpack(glob) == unpack(whole[step].arrays)

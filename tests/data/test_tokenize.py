@@ -99,3 +99,25 @@ def test_cli_registers_tokenize(tmp_path, raw_dir):
     assert (args.max_length, args.tokenizer, args.on_error) == (32, None, "raise")
     assert args.func(args) == 0
     assert TokenizedStore(tmp_path / "o").meta["max_length"] == 32
+
+
+def test_url_input_and_output_give_the_same_files(raw_dir, tok_dir, tmp_path, monkeypatch):
+    """`f2jax data tokenize gs://.../raw gs://.../tok`: staged input, published output, same bytes;
+    a rerun over a previous output leaves no stale file and meta.json is the last file written."""
+    from fake_bucket import fake_bucket
+
+    from f2jax import storage
+
+    monkeypatch.setenv(storage.STAGE_DIR_ENV, str(tmp_path / "stage"))
+    monkeypatch.setattr(storage, "_staged", {})
+    with fake_bucket() as bucket:
+        fs = bucket()
+        fs.put(str(raw_dir), "gs://b/raw", recursive=True)
+        fs.pipe("gs://b/tok/index/stale.npy", b"old")
+        written, copy = [], storage.copy_file
+        monkeypatch.setattr(storage, "copy_file", lambda src, dst: (written.append(dst.name), copy(src, dst)))
+        tokmod.tokenize_sources("gs://b/raw", "gs://b/tok", max_length=64, workers=1)
+        assert written[-1] == "meta.json"
+        remote = {os_path.removeprefix("b/tok/"): fs.cat(os_path) for os_path in fs.find("gs://b/tok")}
+    local = {str(k): v for k, v in _files(tok_dir).items()}
+    assert remote.keys() == local.keys() and all(remote[k] == local[k] for k in local)

@@ -74,7 +74,7 @@ def test_cli_errors_are_clear(tiny, capsys):
     for argv, expected in (
         (["--tasks", "NoSuchTask"], "NoSuchTask"),
         ([], "--tasks, --benchmark or --local"),
-        (["--local", str(model_dir / "missing")], "missing: not a directory"),
+        (["--local", str(model_dir / "missing")], "--local: " + str(model_dir / "missing") + " does not exist"),
     ):
         assert main(["eval", str(model_dir), *argv]) == 2
         err = capsys.readouterr().err.strip()

@@ -11,8 +11,8 @@ from conftest import EXAMPLES
 
 from f2jax.eval.local_tasks import load_local_tasks, read_qrels
 from f2jax.eval.model import MTEBModel
-from f2jax.eval.retrieval_metrics import evaluate_retrieval, mrr, ndcg_at_k, recall_at_k
 from f2jax.eval.runner import evaluate
+from f2jax.retrieval_metrics import evaluate_retrieval, mrr, ndcg_at_k, recall_at_k
 
 SCORES = np.array([[0.9, 0.1, 0.5, 0.3],    # ranking d0 d2 d3 d1
                    [0.2, 0.8, 0.4, 0.6]])   # ranking d1 d3 d2 d0

@@ -3,8 +3,6 @@ every kernel that runs here, and the packed model equals the unpadded model per 
 
 from __future__ import annotations
 
-import logging
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,12 +12,15 @@ from flax import nnx
 from f2jax.model import ModelOptions, Qwen3Config, Qwen3Model
 from f2jax.model import attention as attn
 from f2jax.model.attention import (
+    PACKED_FALLBACK,
     AttentionUnavailableError,
+    choose_kernel,
     chunked_attention,
-    packed_kernel,
+    resolve_packed,
     splash_attention,
     xla_attention,
 )
+from f2jax.model.triton_packed import triton_packed_attention
 
 CFG = Qwen3Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=8)
@@ -50,6 +51,8 @@ KERNELS = {
     "xla": lambda q, k, v, seg: xla_attention(q, k, v, None, segment_ids=seg),
     "chunked": lambda q, k, v, seg: chunked_attention(q, k, v, None, block=8, segment_ids=seg),
     "splash": lambda q, k, v, seg: splash_attention(q, k, v, None, block=128, interpret=True, segment_ids=seg),
+    # the GPU fallback for packed rows (Pallas-Triton, GQA by repeating k/v), interpreted on CPU
+    "pallas_triton": lambda q, k, v, seg: triton_packed_attention(q, k, v, seg, block=16, interpret=True),
 }
 
 
@@ -105,11 +108,35 @@ def test_packed_model_equals_each_text_alone(impl, monkeypatch):
     _packed_model_vs_alone(impl)
 
 
-def test_cudnn_refuses_packed_batches_and_auto_falls_back(caplog):
-    with pytest.raises(AttentionUnavailableError, match="cudnn cannot take packed batches"):
-        packed_kernel("cudnn", "cudnn")
-    with caplog.at_level(logging.INFO, logger="f2jax.model.attention"):
-        assert packed_kernel("auto", "cudnn") == "chunked"
-    assert "packed" in caplog.text
-    for kernel in ("xla", "chunked", "splash", "dot_product"):
-        assert packed_kernel("auto", kernel) == kernel
+NO_API = "jax._src.cudnn... lacks q_offsets"
+
+
+@pytest.mark.parametrize("impl,backend,dtype,packed,why_not,kernel", [
+    ("auto", "gpu", "bfloat16", False, None, "cudnn"),
+    ("auto", "gpu", "bfloat16", True, None, "cudnn"),  # packed layout available
+    ("auto", "gpu", "bfloat16", True, NO_API, PACKED_FALLBACK),  # private API gone: Pallas-Triton
+    ("auto", "gpu", "bfloat16", False, NO_API, "cudnn"),  # padded batches never need it
+    ("cudnn", "gpu", "float16", True, None, "cudnn"),
+    ("auto", "gpu", "float32", True, NO_API, "xla"),  # cuDNN never chosen for fp32
+    ("xla", "gpu", "bfloat16", True, NO_API, "xla"),
+    ("chunked", "gpu", "bfloat16", True, None, "chunked"),
+    ("auto", "tpu", "bfloat16", True, NO_API, "splash"),
+    ("auto", "cpu", "bfloat16", True, NO_API, "xla"),
+    ("auto", "cpu", "float32", False, None, "xla"),
+])
+def test_choose_kernel_per_backend_and_batch(impl, backend, dtype, packed, why_not, kernel):
+    got, why = choose_kernel(impl, backend, dtype, 128, packed=packed, cudnn_packed=why_not)
+    assert got == kernel
+    assert (why == NO_API) == (kernel == PACKED_FALLBACK)
+
+
+def test_explicit_cudnn_refuses_packed_rows_it_cannot_take():
+    with pytest.raises(AttentionUnavailableError, match=r"model\.attention: 'cudnn' cannot take packed rows"):
+        choose_kernel("cudnn", "gpu", "bfloat16", 128, packed=True, cudnn_packed=NO_API)
+    with pytest.raises(AttentionUnavailableError, match=r"model\.attention: 'cudnn' cannot run here"):
+        choose_kernel("cudnn", "cpu", "bfloat16", 128, packed=True)
+
+
+def test_resolve_packed_keeps_the_cpu_kernel():
+    for impl in ("auto", "xla", "chunked", "dot_product"):
+        assert resolve_packed(impl, "cpu", "float32", 8) == ("xla" if impl == "auto" else impl)

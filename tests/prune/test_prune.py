@@ -73,7 +73,7 @@ def test_reused_scores_give_the_same_model_and_gradual_pruning_reaches_the_targe
 
 
 def test_user_errors_name_the_flag_or_file(tiny_random, tmp_path, calib):
-    with pytest.raises(InputNotFoundError, match="MODEL: .*nowhere is not a directory"):
+    with pytest.raises(InputNotFoundError, match="MODEL: .*nowhere does not exist"):
         prune_checkpoint(tmp_path / "nowhere", tmp_path / "out", calibration=calib, preset="80m")
     with pytest.raises(UserInputError, match="--hidden 4096 exceeds"):
         prune_checkpoint(tiny_random, tmp_path / "out", calibration=calib, dims={"hidden_size": 4096})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 
 import jax
 import numpy as np
@@ -44,21 +46,34 @@ def test_report_compares_untrained_and_trained_on_held_out_rows(tmp_path, demo_t
     head = demo_report.held_out_corpus(cfg, max_queries=8)["code_search_python"]
     assert head.queries == code.queries[:8] and len(head.docs) < len(code.docs)
 
+    assert "(no validation records" in "\n".join(demo_report._validation_table(run_dir, None)[0])  # eval_every=0
+    with (run_dir / "metrics.jsonl").open("a") as f:  # validation records as the trainer writes them
+        for source, task in (("cldr_language_id", "classification"), ("cldr_bitext", "retrieval")):
+            f.write(json.dumps({"step": 2, "split": "validation", "source": source, "task": task, "loss": 1.0,
+                                "acc_hard": 0.6}) + "\n")
+
     out = io.StringIO()
-    results = demo_report.report(run_dir, sources=["code_search_python"], max_queries=8, out=out)
+    results = demo_report.report(run_dir, sources=["code_search_python", "cldr_bitext"], max_queries=8, out=out)
     text = out.getvalue()
     assert results["step"] == 2
-    assert set(results["metrics"]) == {"code_search_python"}
+    assert set(results["metrics"]) == {"code_search_python", "cldr_bitext"}
+    # chance follows each source's task type: 1 negative for classification, 7 for retrieval
+    assert results["chance"]["cldr_language_id"] == 0.5 and results["chance"]["cldr_bitext"] == 0.125
+    assert re.search(r"cldr_language_id +1\.000 +0\.600 +0\.500", text)  # top-1 beside its chance
+    assert re.search(r"cldr_bitext +1\.000 +0\.600 +0\.125", text)
+    assert "retrieval 7, clustering 9, classification 1" in text
+    assert text.count(demo_report.EXPECTED["cldr_bitext"]) == 2  # below both tables
     for m in results["metrics"].values():
         assert 0 <= m["untrained"]["ndcg_at_10"] <= 1 and 0 <= m["trained"]["mrr"] <= 1
+        assert -2 <= m["trained"]["score_gap"] <= 2 and -1 <= m["trained"]["doc_cosine"] <= 1
     assert len(results["examples"]) == 3
     for i, ex in enumerate(results["examples"]):
         assert ex["query"] == code.queries[i] and ex["document"] == code.docs[code.relevant[i]]
         assert 1 <= ex["rank_untrained"] <= len(code.docs) and 1 <= ex["rank_trained"] <= len(code.docs)
-        assert f"right document at rank {ex['rank_trained']}" in text
+        assert f"right document at rank {ex['rank_trained']}, score" in text
+        assert (ex["gap_trained"] > 0) == (ex["rank_trained"] == 1)
     assert f"top 3 of {len(head.docs)} documents" in text
     assert "untrained (step 0) vs trained (step 2)" in text
-    assert "(no validation records" in text  # TINY_MODEL sets train.eval_every=0
 
     # a run on pre-tokenised data only (data.raw null) needs the raw texts passed in
     cfg_dict = cfg.to_dict()
@@ -67,3 +82,10 @@ def test_report_compares_untrained_and_trained_on_held_out_rows(tmp_path, demo_t
         demo_report.held_out_corpus(config_from_dict(cfg_dict))
     assert demo_report.held_out_corpus(config_from_dict(cfg_dict), raw=demo_data_dir()).keys() == tasks.keys()
 
+
+def test_score_gaps_and_bunching():
+    scores = np.array([[0.9, 0.8, 0.1], [0.5, 0.7, 0.6]])
+    np.testing.assert_allclose(demo_report.score_gaps(scores, [0, 2]), [0.1, -0.1])
+    same = np.ones((4, 3)) / np.sqrt(3)
+    assert demo_report.mean_pairwise_cosine(same) == pytest.approx(1.0)
+    assert demo_report.mean_pairwise_cosine(np.eye(3)) == pytest.approx(0.0)

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from f2jax.paths import as_path
 from f2jax.train import checkpoint as checkpoint_mod
 from f2jax.train.metrics import MetricsWriter, read_metrics
-from f2jax.train.paths import as_path, checkpoint_dir, default_run_dir
+from f2jax.train.paths import checkpoint_dir, default_run_dir
 
 from .conftest import TINY_MODEL
 

@@ -11,8 +11,8 @@ from flax import nnx
 
 from f2jax.data.batch import Batch
 from f2jax.data.packing import pack_batch
+from f2jax.losses import mrl_dims
 from f2jax.model import ModelOptions, Qwen3Config, Qwen3Model
-from f2jax.train.losses import mrl_dims
 from f2jax.train.step import LossSpec, encode_batch, loss_and_grads
 
 CFG = Qwen3Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

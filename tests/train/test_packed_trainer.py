@@ -8,6 +8,7 @@ import pytest
 
 from f2jax.config import ConfigError, load_config
 from f2jax.data.batch import PackedBatch
+from f2jax.model.attention import AttentionUnavailableError
 from f2jax.train.metrics import read_metrics
 from f2jax.train.trainer import Trainer
 
@@ -42,10 +43,21 @@ def test_packed_run_dataset_shards_rows(tmp_path, tiny_overrides):
     trainer.close()
 
 
-@pytest.mark.parametrize("override,match", [
-    ("model.attention=cudnn", r"model\.attention: cudnn cannot take packed batches"),
-    ("data.pack_length=32", r"data\.pack_length \(32\) must be >= data\.max_length \(64\)"),
+@pytest.mark.parametrize("override,error,match", [
+    # which kernel takes packed rows is decided per backend (f2jax.model.attention.choose_kernel)
+    ("model.attention=cudnn", AttentionUnavailableError, r"model\.attention: 'cudnn' cannot run here"),
+    ("data.pack_length=32", ConfigError, r"data\.pack_length \(32\) must be >= data\.max_length \(64\)"),
 ])
-def test_packing_config_errors(tmp_path, tiny_overrides, override, match):
-    with pytest.raises(ConfigError, match=match):
+def test_packing_config_errors(tmp_path, tiny_overrides, override, error, match):
+    with pytest.raises(error, match=match):
         Trainer(load_config("configs/demo.yaml", [*tiny_overrides, "data.packing=true", override]), tmp_path / "r")
+
+
+def test_offsets_reach_the_device_only_for_cudnn():
+    """Packed rows' offsets/seqlens are read by cuDNN alone; elsewhere they would only add shapes."""
+    from f2jax.train.trainer import _packed_offsets_needed
+
+    cfg = load_config("configs/demo.yaml", ["data.packing=true"])
+    assert not _packed_offsets_needed(cfg, 32)  # CPU: the xla kernel
+    cfg = load_config("configs/demo.yaml", ["data.packing=false"])
+    assert not _packed_offsets_needed(cfg, 32)

@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 
 from f2jax.data.batch import TEACHER_FIELDS, TOKEN_FIELDS, Batch
+from f2jax.losses import distill_loss, mrl_dims
 from f2jax.model import ModelOptions, Qwen3Config, Qwen3Model
 from f2jax.sharding import batch_sharding, make_mesh, param_shardings
-from f2jax.train.losses import distill_loss, mrl_dims
 from f2jax.train.optim import make_optimizer, make_schedule
 from f2jax.train.state import init_state, state_shardings
 from f2jax.train.step import LossSpec, encode_batch, train_step

@@ -16,8 +16,8 @@ import f2jax
 from f2jax.config import ConfigError, load_config
 from f2jax.data.pipeline import make_dataset, to_global
 from f2jax.data.store import TokenizedStore
-from f2jax.data.teacher import precompute_teacher_embeddings
 from f2jax.hf.load import load_model
+from f2jax.jobs.teacher_embed import precompute_teacher_embeddings
 from f2jax.model import ModelOptions, Qwen3Config, Qwen3Model
 from f2jax.model.presets import QWEN3_VOCAB_SIZE
 from f2jax.sharding import make_mesh

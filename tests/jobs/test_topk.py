@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from f2jax.data.topk import block_step_memory, blocked_topk
+from f2jax.jobs.topk import block_step_memory, blocked_topk
 
 
 def _reference(q: np.ndarray, c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from f2jax.compiled_memory import compiled_memory
+
 _NO_INDEX = np.iinfo(np.int32).max
 
 
@@ -109,6 +111,5 @@ def block_step_memory(n_corpus: int, dim: int, k: int, *, query_block: int = 256
     q = jax.ShapeDtypeStruct((query_block, dim), dtype)
     c = jax.ShapeDtypeStruct((n_corpus, dim), dtype)
     compiled = _block_topk.lower(q, c, k=min(k, n_corpus), corpus_block=min(corpus_block, n_corpus)).compile()
-    mem = compiled.memory_analysis()
-    return {"temp_bytes": int(mem.temp_size_in_bytes), "argument_bytes": int(mem.argument_size_in_bytes),
-            "output_bytes": int(mem.output_size_in_bytes)}
+    mem = compiled_memory(compiled)
+    return {key: mem[key] for key in ("temp_bytes", "argument_bytes", "output_bytes")}

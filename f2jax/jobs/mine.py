@@ -1,7 +1,7 @@
 """`f2jax data mine`: hard negatives for (query, passage) pairs, the way the F2LLM data was mined.
 
 For each query: retrieve the top `top_k` passages of the deduplicated corpus by exact blocked
-search (f2jax.data.topk), then apply the rules in this order, each candidate counted under the
+search (f2jax.jobs.topk), then apply the rules in this order, each candidate counted under the
 first rule that drops it: skip the top `skip` ranks (likely false negatives), drop the positive
 itself, the query's other positives and whitespace-duplicates of them, drop scores >= `max_score`,
 drop scores >= `margin` x the positive's score, keep the first `negatives`. The report says what
@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from f2jax.data.importer import update_manifest, write_source
+from f2jax.data.importer import publish_source
 from f2jax.data.sources import read_manifest
 from f2jax.data.tasks import DEFAULT_NEGATIVES, instruct
-from f2jax.data.topk import blocked_topk
 from f2jax.data.validate import validate_source
-from f2jax.errors import InputNotFoundError, UserInputError
+from f2jax.errors import UserInputError
+from f2jax.jobs.topk import blocked_topk
+from f2jax.paths import Path, as_path, existing
+from f2jax.storage import local_copy, publish_file
 
 log = logging.getLogger(__name__)
 RULES = ("skip_top", "positive", "max_score", "margin", "over_limit")
@@ -131,9 +133,7 @@ def encode_texts(encoder: Any, texts: list[str], *, prompt: str | None, batch_si
 
 def resolve_pairs(pairs: str | Path, source: str | None = None) -> tuple[Path, str, str, str | None]:
     """(parquet, name, task, instruction) of PAIRS: a parquet file or a folder with one source."""
-    pairs = Path(pairs)
-    if not pairs.exists():
-        raise InputNotFoundError(f"{pairs}: no such file or directory")
+    pairs = local_copy(existing(pairs, "PAIRS"))
     if pairs.is_dir():
         names = sorted(f.stem for f in pairs.glob("*.parquet"))
         name = source or (names[0] if len(names) == 1 else None)
@@ -159,7 +159,7 @@ def mine_source(model: str | Path | Any, pairs: str | Path, out: str | Path, par
     params.check()
     path, name, task, instruction = resolve_pairs(pairs, source)
     clean = validate_source(path, task, needed_negatives=0, on_error=on_error)
-    if isinstance(model, str | Path):
+    if isinstance(model, str | os.PathLike):
         import f2jax
 
         kwargs = {"mesh": mesh, **({"max_length": max_length} if max_length else {})}
@@ -190,7 +190,7 @@ def mine_source(model: str | Path | Any, pairs: str | Path, out: str | Path, par
     short = np.flatnonzero(mined.count < params.negatives)
     rows = np.asarray(clean.rows)
     report = {
-        "source": str(path), "output": str(Path(out) / f"{name}.parquet"), "task": task,
+        "source": str(path), "output": os.fspath(as_path(out) / f"{name}.parquet"), "task": task,
         "params": asdict(params), "query_prompt": prompt, "min_negatives": need,
         "rows": len(clean.rows), "rows_skipped_invalid": clean.skipped, "invalid_reasons": dict(clean.reasons),
         "unique_queries": len(queries), "corpus": len(corpus), "duplicate_passages": len(clean.passage) - len(corpus),
@@ -206,16 +206,14 @@ def mine_source(model: str | Path | Any, pairs: str | Path, out: str | Path, par
                        "queries_per_s": len(queries) / max(t3 - t1, 1e-9),
                        "topk_queries_per_s": len(queries) / max(t3 - t2, 1e-9)},
     }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.mining.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    report_file = as_path(out) / f"{name}.mining.json"
+    with publish_file(report_file) as local:
+        local.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     if not keep.any():
-        raise UserInputError(f"{path}: no row got {need} negatives (see {out / f'{name}.mining.json'}); "
+        raise UserInputError(f"{path}: no row got {need} negatives (see {report_file}); "
                              "lower --min-negatives, --skip or raise --max-score/--margin/--top-k")
     kept = np.flatnonzero(keep)
     negatives = [[corpus[j] for j in mined.index[i, : mined.count[i]]] for i in kept]
-    write_source(out / f"{name}.parquet", [clean.query[i] for i in kept], [clean.passage[i] for i in kept],
-                 negatives)
-    validate_source(out / f"{name}.parquet", task, needed_negatives=need)
-    update_manifest(out, name, task, instruction)
+    publish_source(out, name, task, instruction, [clean.query[i] for i in kept], [clean.passage[i] for i in kept],
+                   negatives, needed_negatives=need)
     return report

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from f2jax.train.losses import normalize_rows
+from f2jax.losses import normalize_rows
 
 QueryJudgements = Mapping[int, float] | Iterable[int]
 Qrels = Mapping[int, Mapping[int, float]] | Sequence[QueryJudgements] | np.ndarray

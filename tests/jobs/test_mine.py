@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from f2jax.data.mine import MineParams, apply_rules, mine_embeddings, positive_mask
+from f2jax.jobs.mine import MineParams, apply_rules, mine_embeddings, positive_mask
 
 
 @pytest.fixture(scope="module")
