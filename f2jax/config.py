@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from f2jax.errors import F2JaxError
-from f2jax.model.options import AttentionImpl, DType, ModelOptions, RematPolicy
+from f2jax.model.options import DType, ModelOptions
 from f2jax.paths import Path, absolute, as_path
 
 
@@ -32,20 +32,19 @@ def key(default: Any, meaning: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": meaning})
 
 
-@dataclasses.dataclass
-class ModelRuntime:
-    """How a model runs (shared by the student `model` and a co-hosted `teacher`)."""
+def _options(self: Any) -> ModelOptions:
+    """The section's runtime fields as `ModelOptions` (which checks them)."""
+    return ModelOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelOptions)})
 
-    param_dtype: DType = key("float32", "dtype the weights are stored (and optimised) in")
-    dtype: DType = key("float32", "compute dtype")
-    attention: AttentionImpl = key("auto", "attention kernel; auto: splash (TPU), cudnn (GPU, bf16/fp16), "
-                                           "xla (CPU)")
-    remat: RematPolicy = key("none", "gradient checkpointing policy of each layer (named remat policy)")
-    seq_chunk: int = key(0, "at most this many sequences per device through a layer at once (0: all)")
 
-    def options(self) -> ModelOptions:
-        return ModelOptions(param_dtype=self.param_dtype, dtype=self.dtype, attention=self.attention,
-                            remat=self.remat, seq_chunk=self.seq_chunk)
+# How a model runs (shared by the student `model` and a co-hosted `teacher`): the fields of
+# `ModelOptions`, defaults and meanings included, as a mutable config section.
+ModelRuntime = dataclasses.make_dataclass(
+    "ModelRuntime",
+    [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+     for f in dataclasses.fields(ModelOptions)],
+    namespace={"__module__": __name__, "options": _options},
+)
 
 
 @dataclasses.dataclass
@@ -141,15 +140,53 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self, *, data_parallel: int | None = None, processes: int | None = None,
+                 hidden_size: int | None = None) -> None:
+        """Every rule that ties keys together, with the offending keys named (ConfigError).
 
-def check_packing(cfg: RunConfig) -> None:
-    """`data.packing` settings that cannot work, named by key (before anything is built)."""
-    d = cfg.data
-    if d.pack_length is not None and d.pack_length < d.max_length:
-        raise ConfigError(f"data.pack_length ({d.pack_length}) must be >= data.max_length ({d.max_length}): "
-                          "every text must fit one packed row")
-    # Which attention kernel takes packed rows is decided in one place, per backend:
-    # f2jax.model.attention.choose_kernel.
+        The facts a run learns later are optional: `data_parallel` (mesh.data × mesh.fsdp once
+        the mesh is built) and `processes`, and the model's `hidden_size`; the rules that need
+        one are checked when it is given. Paths are checked for existence elsewhere
+        (`f2jax.train.setup.check_static`)."""
+        t, d = self.train, self.data
+        for name in ("lr", "temperature"):
+            if getattr(t, name) <= 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(t, name)}")
+        if t.steps is not None and t.steps < 1:
+            raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+        if t.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
+        if t.grad_accum < 1:
+            raise ConfigError(f"train.grad_accum must be >= 1, got {t.grad_accum}")
+        if d.global_batch_size < 1:
+            raise ConfigError(f"data.global_batch_size must be >= 1, got {d.global_batch_size}")
+        if d.path is None and d.raw is None:
+            raise ConfigError("data: set data.path (tokenised data) or data.raw (parquet sources)")
+        if d.pack_length is not None and d.pack_length < d.max_length:
+            raise ConfigError(f"data.pack_length ({d.pack_length}) must be >= data.max_length ({d.max_length}): "
+                              "every text must fit one packed row")
+        # Which attention kernel takes packed rows is decided per backend in one place:
+        # f2jax.model.attention.choose_kernel.
+        if (self.model.path is None) == (self.model.init is None):
+            raise ConfigError("model: set exactly one of model.path (a checkpoint) or model.init (a fresh model)")
+        if self.teacher.path is not None and self.teacher.embeddings:
+            raise ConfigError("teacher.path and teacher.embeddings are mutually exclusive: co-host the teacher "
+                              "(teacher.path) or read its precomputed vectors (teacher.embeddings=true)")
+        for name in ("model", "teacher"):
+            try:
+                getattr(self, name).options()
+            except ValueError as err:
+                raise ConfigError(f"{name}: {err}") from None
+        if data_parallel is not None and d.global_batch_size % (data_parallel * t.grad_accum):
+            raise ConfigError(
+                f"data.global_batch_size {d.global_batch_size} must be divisible by the data-parallel size "
+                f"(mesh.data × mesh.fsdp = {data_parallel}) × train.grad_accum ({t.grad_accum})")
+        if processes is not None and d.global_batch_size % processes:
+            raise ConfigError(f"data.global_batch_size {d.global_batch_size} not divisible by {processes} processes")
+        if hidden_size is not None and t.mrl and t.mrl_dims:
+            outside = [dim for dim in t.mrl_dims if dim > hidden_size or dim < 1]
+            if outside:
+                raise ConfigError(f"train.mrl_dims: {outside} outside [1, hidden size {hidden_size}]")
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from f2jax.data.tasks import instruct
 from f2jax.paths import Path
 from f2jax.retrieval_metrics import evaluate_retrieval
 
@@ -128,7 +129,7 @@ def trained_encoder(run_dir: str | Path) -> tuple[int, Any]:
 
 
 def _instructed(task: HeldOut) -> str | None:
-    return f"Instruct: {task.instruction}\nQuery: " if task.instruction else None
+    return instruct(task.instruction, "") if task.instruction else None
 
 
 def score_gaps(scores: np.ndarray, relevant: list[int]) -> np.ndarray:

@@ -123,14 +123,11 @@ def ensure_cpu_collective_threads(env: dict[str, str] | None = None) -> int | No
 
     XLA:CPU runs the M devices' shares of a program on one intra-op pool of max(cores, M)
     threads. A collective blocks its pool thread until all M devices reach it, and a device
-    may launch its next collectives (they are ordered, not serialised) while earlier ones
-    wait. So M - 1 devices running ahead can hold every thread in collectives that the last
-    device can never reach: XLA aborts after 40 s ("Termination timeout for all gather ...
-    only 7 of them arrived"). Measured on the 8-device resume test (2 cores): a pool of 8
-    threads deadlocked in 4 of 4 runs, 12 in 2 of 4, 32 rarely (CI). A pool larger than
-    (M - 1) x the collectives of one program cannot deadlock; XLA caps the intra-op pool at
-    256, idle threads cost nothing, so that is what is set. GPUs and TPUs run collectives on
-    streams and are unaffected. `PJRT_NPROC` (or `NPROC`) set by you is left alone."""
+    may launch its next collectives while earlier ones wait, so M - 1 devices running ahead
+    can hold every thread in collectives the last device never reaches (XLA aborts after 40 s;
+    docs/performance.md has the measured pool sizes). XLA's cap, 256 threads, cannot deadlock
+    and idle threads cost nothing. GPUs and TPUs run collectives on streams and are unaffected.
+    `PJRT_NPROC` (or `NPROC`) set by you is left alone."""
     env = os.environ if env is None else env
     flags = env.get("XLA_FLAGS", "")
     devices = max((int(f.split("=", 1)[1]) for f in flags.split()

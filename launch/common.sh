@@ -27,3 +27,22 @@ tee_prefixed() {  # tee_prefixed PREFIX FILE: stdin appended to FILE and to stdo
     printf '%s%s\n' "$1" "$line"
   done 3>>"$2"
 }
+
+wait_first_failure() {  # wait for every pid in PIDS; on the first nonzero exit, set FAILED to its index and return its code
+  local i rc done_n=0 n=${#PIDS[@]}
+  local -A exited=()
+  while [ "$done_n" -lt "$n" ]; do
+    wait -n 2>/dev/null || true
+    for ((i = 0; i < n; i++)); do
+      [ -z "${exited[$i]:-}" ] || continue
+      kill -0 "${PIDS[i]}" 2>/dev/null && continue
+      rc=0
+      wait "${PIDS[i]}" 2>/dev/null || rc=$?
+      exited[$i]=$rc
+      done_n=$((done_n + 1))
+      # shellcheck disable=SC2034  # FAILED is read by the launcher that sources this file
+      if [ "$rc" != 0 ]; then FAILED=$i; return "$rc"; fi
+    done
+  done
+  return 0
+}

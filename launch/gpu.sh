@@ -182,25 +182,14 @@ run_ssh() {
   }
   trap 'trap "" INT TERM; log "interrupted; stopping all hosts"; stop_all; exit 130' INT
   trap 'trap "" INT TERM; log "terminated; stopping all hosts"; stop_all; exit 143' TERM
-  local rc done_n=0
-  declare -A exited=()
-  while [ "$done_n" -lt "$n" ]; do
-    wait -n 2>/dev/null || true
-    for ((i = 0; i < n; i++)); do
-      [ -z "${exited[$i]:-}" ] || continue
-      kill -0 "${PIDS[i]}" 2>/dev/null && continue
-      rc=0
-      wait "${PIDS[i]}" 2>/dev/null || rc=$?
-      exited[$i]=$rc
-      done_n=$((done_n + 1))
-      if [ "$rc" != 0 ]; then
-        trap '' INT TERM
-        log "host $i (${hosts[i]}) exited with code $rc; stopping the others"
-        stop_all
-        return "$rc"
-      fi
-    done
-  done
+  local rc=0
+  wait_first_failure || rc=$?
+  if [ "$rc" != 0 ]; then
+    trap '' INT TERM
+    log "host $FAILED (${hosts[FAILED]}) exited with code $rc; stopping the others"
+    stop_all
+    return "$rc"
+  fi
   log "all $n processes finished"
 }
 

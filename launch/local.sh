@@ -170,21 +170,12 @@ on_signal() {
 trap 'on_signal interrupted 130' INT
 trap 'on_signal terminated 143' TERM
 
-declare -A EXITED=()
-while [ "${#EXITED[@]}" -lt "$NPROC" ]; do
-  wait -n 2>/dev/null || true
-  for ((i = 0; i < NPROC; i++)); do
-    [ -z "${EXITED[$i]:-}" ] || continue
-    kill -0 "${PIDS[i]}" 2>/dev/null && continue
-    rc=0
-    wait "${PIDS[i]}" 2>/dev/null || rc=$?
-    EXITED[$i]=$rc
-    if [ "$rc" != 0 ]; then
-      trap '' INT TERM
-      echo "local.sh: process $i exited with code $rc; stopping the others" >&2
-      stop_all
-      exit "$rc"
-    fi
-  done
-done
+rc=0
+wait_first_failure || rc=$?
+if [ "$rc" != 0 ]; then
+  trap '' INT TERM
+  log "process $FAILED exited with code $rc; stopping the others"
+  stop_all
+  exit "$rc"
+fi
 echo "local.sh: all $NPROC processes finished" >&2

@@ -314,25 +314,14 @@ cmd_run() {
   set +m
   trap 'on_signal 130' INT
   trap 'on_signal 143' TERM
-  local rc=0 done_n=0 pid
-  declare -A exited=()
-  while [ "$done_n" -lt "$n" ]; do
-    wait -n 2>/dev/null || true
-    for ((i = 0; i < n; i++)); do
-      [ -z "${exited[$i]:-}" ] || continue
-      kill -0 "${PIDS[i]}" 2>/dev/null && continue
-      rc=0
-      wait "${PIDS[i]}" 2>/dev/null || rc=$?
-      exited[$i]=$rc
-      done_n=$((done_n + 1))
-      if [ "$rc" != 0 ]; then
-        log "worker $i exited with code $rc; stopping the others"
-        stop_workers
-        trap - INT TERM
-        return "$rc"
-      fi
-    done
-  done
+  local rc=0
+  wait_first_failure || rc=$?
+  if [ "$rc" != 0 ]; then
+    log "worker $FAILED exited with code $rc; stopping the others"
+    stop_workers
+    trap - INT TERM
+    return "$rc"
+  fi
   trap - INT TERM
   for ((i = 0; i < n; i++)); do
     if tail -n +"$((starts[i] + 1))" "$dir/worker-$i.log" | grep -q '^preempted: '; then

@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "f2jax"
 LAYERS = [
     {"errors", "paths", "storage", "distributed", "sharding", "compiled_memory", "losses", "retrieval_metrics",
-     "logs"},
+     "logs", "lazy"},
     {"model"},
     {"hf"},
     {"tokenizer"},

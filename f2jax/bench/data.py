@@ -18,7 +18,7 @@ import numpy as np
 
 from f2jax.data.batch import bucket_for, length_buckets
 from f2jax.data.packing import packing_efficiency
-from f2jax.data.pipeline import TRAIN_SMALLEST_BUCKET, make_dataset, make_pipeline
+from f2jax.data.pipeline import TRAIN_SMALLEST_BUCKET, DataSpec, make_dataset, make_pipeline
 from f2jax.paths import Path
 
 Lengths = tuple[np.ndarray, np.ndarray, np.ndarray]  # query [b], passage [b], negative [b, K] token counts
@@ -27,9 +27,8 @@ Lengths = tuple[np.ndarray, np.ndarray, np.ndarray]  # query [b], passage [b], n
 def bench_pipeline(data_dir: str | Path, *, global_batch_size: int = 64, steps: int = 50,
                    seed: int = 0, num_threads: int = 2, prefetch: int = 4, **kwargs) -> float:
     """Sequences per second served by the pipeline (after one warm-up batch)."""
-    it = make_pipeline(data_dir, global_batch_size=global_batch_size, seed=seed,
-                       num_threads=num_threads, prefetch=prefetch,
-                       process_index=0, process_count=1, **kwargs)
+    it = make_pipeline(data_dir, DataSpec(global_batch_size=global_batch_size, seed=seed, **kwargs),
+                       num_threads=num_threads, prefetch=prefetch, process_index=0, process_count=1)
     next(it)
     seqs, start = 0, time.perf_counter()
     for _ in range(steps):
@@ -56,8 +55,8 @@ def efficiency(batches: Iterable[Lengths], max_length: int, *, row_multiple: int
 def padding_efficiency(data_dir: str | Path, *, global_batch_size: int = 64, seed: int = 0,
                        max_length: int | None = None, **kwargs) -> dict[str, float]:
     """`efficiency` of one epoch of the pipeline's batches (single process)."""
-    ds = make_dataset(data_dir, global_batch_size=global_batch_size, seed=seed, num_epochs=1,
-                      process_index=0, process_count=1, max_length=max_length, **kwargs)
+    spec = DataSpec(global_batch_size=global_batch_size, seed=seed, max_length=max_length, **kwargs)
+    ds = make_dataset(data_dir, spec, num_epochs=1, process_index=0, process_count=1)
     width = max_length or _store_max_length(data_dir)
 
     def lengths() -> Iterator[Lengths]:

@@ -1,11 +1,9 @@
 """Training data: raw-source validation, tokenisation (TFDS ArrayRecord), the Grain pipeline,
 and a small bundled demo dataset. Imports are lazy so that `import f2jax.data` stays cheap."""
 
-from __future__ import annotations
+from f2jax.lazy import lazy_exports
 
-import importlib
-
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "DataValidationError": "f2jax.data.validate",
     "validate_source": "f2jax.data.validate",
     "validate_tokenized": "f2jax.data.checks",
@@ -15,12 +13,4 @@ _EXPORTS = {
     "make_validation_iterator": "f2jax.data.pipeline",
     "to_global": "f2jax.data.pipeline",
     "demo_data_dir": "f2jax.data.demo_build",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'f2jax.data' has no attribute {name!r}")
+})

@@ -178,36 +178,53 @@ def _processes(process_index: int | None, process_count: int | None) -> tuple[in
     return process_index, process_count
 
 
-def make_dataset(
-    data_dir: str | Path,
-    *,
-    global_batch_size: int,
-    seed: int = 0,
-    max_length: int | None = None,
-    buckets: Sequence[int] | None = None,
-    negatives: dict[str, int] | None = None,
-    split: str = "train",
-    instructions: bool = True,
-    holdout: float = 0.01,
-    max_rows_per_source: int | None = None,
-    num_epochs: int | None = None,
-    process_index: int | None = None,
-    process_count: int | None = None,
-    teacher_embeddings: bool = False,
-    pack_length: int | None = None,
-    row_multiple: int = 1,
-    micro: int = 1,
-) -> grain.MapDataset:
-    """A `grain.MapDataset` whose element i is step i's local batch (see module docstring).
+@dataclass(frozen=True)
+class DataSpec:
+    """What a run's batches are made of: the data section of the run config plus the facts the
+    mesh adds (`row_multiple`, `micro`); built by `f2jax.train.run.data_spec`.
 
-    `teacher_embeddings=True` adds the stored teacher vectors of `data_dir/teacher/` (see
-    `f2jax.data.teacher`) as float32 `teacher_query` [b, H], `teacher_passage` [b, H] and
-    `teacher_negative` [b, K, H].
-
+    `teacher_embeddings` adds the stored teacher vectors of `data_dir/teacher/` as float32
+    `teacher_query` [b, H], `teacher_passage` [b, H] and `teacher_negative` [b, K, H].
     `pack_length=T` (>= max_length) packs each step's texts into rows of T (a `PackedBatch`),
     R per process a multiple of `row_multiple` (the data-parallel shards per process); with
-    `micro=k` (GradCache, `train.grad_accum`) each of the k micro-batches gets rows of its own
-    (`f2jax.data.packing.pack_texts`)."""
+    `micro=k` (GradCache, `train.grad_accum`) each micro-batch gets rows of its own."""
+
+    global_batch_size: int
+    seed: int = 0
+    max_length: int | None = None  # default: the tokenised data's
+    buckets: Sequence[int] | None = None
+    negatives: dict[str, int] | None = None
+    instructions: bool = True
+    holdout: float = 0.01
+    max_rows_per_source: int | None = None
+    teacher_embeddings: bool = False
+    pack_length: int | None = None
+    row_multiple: int = 1
+    micro: int = 1
+
+
+@dataclass(frozen=True)
+class StepDataset:
+    """Element g is step g's local `HostBatch` (a `grain.MapDataset`, random access)."""
+
+    batches: grain.MapDataset
+    steps_per_epoch: int  # training batches per epoch (validation: the whole pass)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, step: int) -> HostBatch:
+        return self.batches[step]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+def make_dataset(data_dir: str | Path, spec: DataSpec, *, split: str = "train", num_epochs: int | None = None,
+                 process_index: int | None = None, process_count: int | None = None) -> StepDataset:
+    """This process's batches of `split` (see module docstring): `num_epochs` of training
+    batches (None: endless), or one pass over the held-out rows."""
+    global_batch_size, seed, max_length = spec.global_batch_size, spec.seed, spec.max_length
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
     p, P = _processes(process_index, process_count)
@@ -215,15 +232,15 @@ def make_dataset(
         raise ValueError(f"global_batch_size {global_batch_size} not divisible by {P} processes")
     store = TokenizedStore(data_dir)
     max_length = max_length or int(store.meta["max_length"])
-    if pack_length is not None and pack_length < max_length:
-        raise ValueError(f"pack_length {pack_length} < max_length {max_length}: a text must fit one row")
-    buckets = tuple(b for b in (buckets or length_buckets(max_length, TRAIN_SMALLEST_BUCKET)) if b < max_length)
+    if spec.pack_length is not None and spec.pack_length < max_length:
+        raise ValueError(f"pack_length {spec.pack_length} < max_length {max_length}: a text must fit one row")
+    buckets = tuple(b for b in (spec.buckets or length_buckets(max_length, TRAIN_SMALLEST_BUCKET)) if b < max_length)
     buckets = (*buckets, max_length)
-    negatives = {**DEFAULT_NEGATIVES, **(negatives or {})}
+    negatives = {**DEFAULT_NEGATIVES, **(spec.negatives or {})}
     train_rows, val_rows = [], []
     for name, src in store.sources.items():
-        tr, va = schedule.split_rows(name, len(src.query_len), holdout)
-        tr = schedule.subsample(tr, name, max_rows_per_source)
+        tr, va = schedule.split_rows(name, len(src.query_len), spec.holdout)
+        tr = schedule.subsample(tr, name, spec.max_rows_per_source)
         if src.negative_ids.shape[1] < negatives[src.task]:
             raise UserInputError(f"source {name}: {src.task} needs {negatives[src.task]} negatives, "
                              f"the tokenised data has {src.negative_ids.shape[1]} per query")
@@ -244,30 +261,27 @@ def make_dataset(
     else:
         plan = ValidationPlan(val_rows, global_batch_size, P)
         steps = len(plan.items)
-    teacher = TeacherEmbeddings(data_dir) if teacher_embeddings else None
+    teacher = TeacherEmbeddings(data_dir) if spec.teacher_embeddings else None
     builder = BatchBuilder(store, plan, seed=seed, max_length=max_length, buckets=buckets,
-                           negatives=negatives, instructions=instructions,
+                           negatives=negatives, instructions=spec.instructions,
                            process_index=p, process_count=P, teacher=teacher,
-                           pack_length=pack_length, row_multiple=row_multiple, micro=micro)
-    ds = grain.MapDataset.range(steps).map(builder)
-    ds.steps_per_epoch = getattr(plan, "steps_per_epoch", steps)  # for schedulers and logs
-    return ds
+                           pack_length=spec.pack_length, row_multiple=spec.row_multiple,
+                           micro=spec.micro)
+    return StepDataset(grain.MapDataset.range(steps).map(builder), getattr(plan, "steps_per_epoch", steps))
 
 
-def make_pipeline(data_dir: str | Path, *, global_batch_size: int, seed: int = 0,
-                  num_threads: int = 2, prefetch: int = 4, **kwargs) -> grain.DatasetIterator:
+def make_pipeline(data_dir: str | Path, spec: DataSpec, *, num_threads: int = 2, prefetch: int = 4,
+                  **where) -> grain.DatasetIterator:
     """Iterator of local batches; `get_state()`/`set_state()` save and restore it exactly.
-    Keyword arguments as `make_dataset`. Threads only (no worker processes)."""
-    ds = make_dataset(data_dir, global_batch_size=global_batch_size, seed=seed, **kwargs)
+    `where`: split, num_epochs, process_index, process_count as `make_dataset`. Threads only."""
+    ds = make_dataset(data_dir, spec, **where)
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-    return iter(ds.to_iter_dataset(read))
+    return iter(ds.batches.to_iter_dataset(read))
 
 
-def make_validation_iterator(data_dir: str | Path, *, global_batch_size: int, seed: int = 0,
-                             **kwargs) -> grain.DatasetIterator:
+def make_validation_iterator(data_dir: str | Path, spec: DataSpec, **where) -> grain.DatasetIterator:
     """One pass over the held-out rows of every source (same batch contract)."""
-    return make_pipeline(data_dir, global_batch_size=global_batch_size, seed=seed,
-                         split="validation", **kwargs)
+    return make_pipeline(data_dir, spec, split="validation", **where)
 
 
 def to_global(batch: Batch, mesh: Mesh) -> Batch:

@@ -1,10 +1,10 @@
 """How to run a Qwen3 architecture: dtypes, attention kernel, gradient checkpointing.
 
 The names are `Literal` types so that the run config (`f2jax.config`) checks them with the
-dotted key before anything is built, and the model reads the same single definition.
+dotted key before anything is built, and the model reads the same single definition: the
+config's `model`/`teacher` sections are built from these fields and their meanings (`help`).
+Annotations are evaluated (no `from __future__ import annotations`) so the config can read them.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import typing
@@ -29,14 +29,17 @@ def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
 class ModelOptions:
     """Runtime options of one model (student or teacher); the architecture is `Qwen3Config`."""
 
-    param_dtype: DType = "float32"
-    dtype: DType = "float32"  # compute dtype
-    attention: AttentionImpl = "auto"  # resolved per backend by `f2jax.model.attention.resolve_attention`
-    remat: RematPolicy = "none"
-    # At most this many sequences per device go through a layer at once (0: all of them): with
-    # remat, the backward's working set of a layer scales with it, the FLOPs do not change
-    # (without remat every chunk's activations are kept anyway: only loop overhead is added).
-    seq_chunk: int = 0
+    param_dtype: DType = dataclasses.field(
+        default="float32", metadata={"help": "dtype the weights are stored (and optimised) in"})
+    dtype: DType = dataclasses.field(default="float32", metadata={"help": "compute dtype"})
+    attention: AttentionImpl = dataclasses.field(default="auto", metadata={
+        "help": "attention kernel; auto: splash (TPU), cudnn (GPU, bf16/fp16), xla (CPU)"})
+    remat: RematPolicy = dataclasses.field(default="none", metadata={
+        "help": "gradient checkpointing policy of each layer (named remat policy)"})
+    # With remat, the backward's working set of a layer scales with seq_chunk and the FLOPs do
+    # not change; without remat every chunk's activations are kept anyway (only loop overhead).
+    seq_chunk: int = dataclasses.field(default=0, metadata={
+        "help": "at most this many sequences per device through a layer at once (0: all)"})
 
     def __post_init__(self) -> None:
         check_choice(self.param_dtype, DTYPE_NAMES, "param_dtype")

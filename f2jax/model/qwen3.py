@@ -48,11 +48,9 @@ _init = nnx.initializers.normal(0.02)
 def token_major_dot(lhs: jax.Array, rhs: jax.Array, dimension_numbers: Any, **kwargs: Any) -> jax.Array:
     """`lax.dot_general` of [..., in] x [in, out] with the leading axes merged into one token axis.
 
-    The weight gradient then contracts one axis (tokens) instead of (batch, time). XLA:CPU's
-    dot canonicaliser lowers a two-axis contraction to a strided transpose fused into the
-    elementwise producer (the SwiGLU gradient), ~25 ns per element, a fifth of the tiny train
-    step; merged, the dot reads both operands in place. The merge is a bitcast, and GPU/TPU
-    compilers flatten the same way themselves, so other backends compute the same program."""
+    The weight gradient then contracts one axis (tokens), not (batch, time), which XLA:CPU
+    would lower through a strided transpose (docs/performance.md); the merge is a bitcast and
+    GPU/TPU compilers flatten the same way, so every backend computes the same program."""
     (lhs_contract, rhs_contract), batch = dimension_numbers
     if lhs.ndim <= 2 or batch != ((), ()) or tuple(lhs_contract) != (lhs.ndim - 1,):
         return jax.lax.dot_general(lhs, rhs, dimension_numbers, **kwargs)

@@ -48,13 +48,13 @@ def calibration_batches(data: str | Path, model_dir: str | Path, *, batches: int
                         instructions: bool = True, holdout: float = 0.01) -> list[HostBatch]:
     """The first `batches` training batches (the schedule mixes sources), or `batches` held-out
     batches spread evenly over the validation split (which lists sources one after another)."""
-    from f2jax.data.pipeline import make_dataset
+    from f2jax.data.pipeline import DataSpec, make_dataset
 
     if batches < 1:
         raise UserInputError(f"--batches must be >= 1, got {batches}")
-    ds = make_dataset(tokenized_dir(data, model_dir, max_length), global_batch_size=batch_size, seed=seed,
-                      max_length=max_length, split=split, instructions=instructions, holdout=holdout,
-                      process_index=0, process_count=1)
+    spec = DataSpec(global_batch_size=batch_size, seed=seed, max_length=max_length, instructions=instructions,
+                    holdout=holdout)
+    ds = make_dataset(tokenized_dir(data, model_dir, max_length), spec, split=split, process_index=0, process_count=1)
     n = min(batches, len(ds))
     if n == 0:
         raise UserInputError(f"--calibration {data}: no {split} batches of {batch_size} rows")

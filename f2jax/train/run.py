@@ -12,18 +12,17 @@ import dataclasses
 import logging
 from typing import Any
 
-import grain
 import jax
 from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
 
-from f2jax.config import RunConfig, check_packing
-from f2jax.data.pipeline import make_dataset
+from f2jax.config import RunConfig
+from f2jax.data.pipeline import DataSpec, StepDataset, make_dataset
 from f2jax.model.config import Qwen3Config
 from f2jax.model.qwen3 import ModelOptions, abstract_model
 from f2jax.paths import Path, PathLike, as_path
-from f2jax.sharding import param_shardings, resolve_mesh_shape
+from f2jax.sharding import param_shardings
 from f2jax.tokenizer import load_tokenizer
 from f2jax.train import setup
 from f2jax.train.optim import make_optimizer, make_schedule, run_warmup_steps
@@ -45,7 +44,7 @@ class Run:
     model_config: Qwen3Config
     model_options: ModelOptions
     data_dir: Path
-    dataset: grain.MapDataset  # the train split; element g is step g's `HostBatch`
+    dataset: StepDataset  # the train split; element g is step g's `HostBatch`
     total_steps: int
     program: StepProgram  # graphdef, optimiser, loss spec, abstract state, teacher
 
@@ -65,31 +64,28 @@ class Run:
                                        seed=m.init_seed)
         return init_state(params, self.program.tx, self.state_shardings)
 
-    def split(self, name: str) -> grain.MapDataset:
+    def split(self, name: str) -> StepDataset:
         """The run's 'train' or 'validation' dataset."""
-        return self.dataset if name == "train" else run_dataset(self.cfg, self.data_dir, name)
+        return self.dataset if name == "train" else run_dataset(self.cfg, self.data_dir, name, self.mesh)
 
 
-def pack_args(cfg: RunConfig, split: str = "train") -> dict[str, Any]:
-    """`make_dataset` packing arguments: row length, rows per process a multiple of this
-    process's share of the batch shards (data × fsdp), so the packed batch dim shards, and for
-    the train split one set of rows per GradCache micro-batch (`train.grad_accum`)."""
-    if not cfg.data.packing:
-        return {}
-    m = cfg.mesh
-    data, fsdp, _ = resolve_mesh_shape(m.data, m.fsdp, m.tensor, jax.device_count())
-    return {"pack_length": cfg.data.pack_length or cfg.data.max_length,
-            "row_multiple": max(1, data * fsdp // jax.process_count()),
-            "micro": cfg.train.grad_accum if split == "train" else 1}  # the eval step takes whole batches
-
-
-def run_dataset(cfg: RunConfig, data_dir: Path, split: str) -> grain.MapDataset:
+def data_spec(cfg: RunConfig, mesh: Mesh, split: str = "train") -> DataSpec:
+    """The run's `DataSpec`: the data section, and with packing, rows per process a multiple
+    of this process's share of the batch shards (data × fsdp, so the packed batch dim shards)
+    and for the train split one set of rows per GradCache micro-batch (`train.grad_accum`)."""
     d = cfg.data
-    return make_dataset(data_dir, global_batch_size=d.global_batch_size, seed=cfg.train.seed,
-                        max_length=d.max_length, buckets=d.buckets, negatives=d.negatives, split=split,
-                        instructions=d.instructions, holdout=d.holdout,
-                        max_rows_per_source=d.max_rows_per_source, teacher_embeddings=cfg.teacher.embeddings,
-                        **pack_args(cfg, split))
+    packing = {}
+    if d.packing:
+        shards = mesh.shape["data"] * mesh.shape["fsdp"]
+        packing = {"pack_length": d.pack_length or d.max_length, "row_multiple": max(1, shards // jax.process_count()),
+                   "micro": cfg.train.grad_accum if split == "train" else 1}  # the eval step takes whole batches
+    return DataSpec(global_batch_size=d.global_batch_size, seed=cfg.train.seed, max_length=d.max_length,
+                    buckets=d.buckets, negatives=d.negatives, instructions=d.instructions, holdout=d.holdout,
+                    max_rows_per_source=d.max_rows_per_source, teacher_embeddings=cfg.teacher.embeddings, **packing)
+
+
+def run_dataset(cfg: RunConfig, data_dir: Path, split: str, mesh: Mesh) -> StepDataset:
+    return make_dataset(data_dir, data_spec(cfg, mesh, split), split=split)
 
 
 def has_checkpoints(run_dir: epath.Path) -> bool:
@@ -100,7 +96,6 @@ def has_checkpoints(run_dir: epath.Path) -> bool:
 def build_run(cfg: RunConfig, run_dir: PathLike) -> Run:
     """Check `cfg` and build its `Run` (tokenising data and loading a co-hosted teacher)."""
     setup.check_static(cfg)
-    check_packing(cfg)
     run_dir = as_path(run_dir)
     check_run_dir_config(run_dir, cfg.to_dict(), has_checkpoints(run_dir), cfg.checkpoint.allow_config_change)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +107,7 @@ def build_run(cfg: RunConfig, run_dir: PathLike) -> Run:
     teacher_config = setup.check_teacher(cfg, model_config)
     data_dir = setup.prepare_data(cfg, run_dir, tok_dir)
     setup.check_teacher_embeddings(cfg, data_dir, model_config)
-    dataset = run_dataset(cfg, data_dir, "train")
+    dataset = run_dataset(cfg, data_dir, "train", mesh)
     t = cfg.train
     total_steps = t.steps or t.epochs * dataset.steps_per_epoch
     schedule = make_schedule(t.schedule, peak_lr=t.lr, warmup_steps=run_warmup_steps(t.warmup_steps, total_steps),

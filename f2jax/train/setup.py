@@ -42,9 +42,8 @@ def _existing_dir(path: str, key: str) -> Path:
 
 
 def model_config(cfg: RunConfig, vocab_size: int) -> Qwen3Config:
+    cfg.validate()  # exactly one of model.path / model.init
     m = cfg.model
-    if (m.path is None) == (m.init is None):
-        raise ConfigError("model: set exactly one of model.path (a checkpoint) or model.init (a fresh model)")
     if m.path is not None:
         path = _existing_dir(m.path, "model.path")
         return Qwen3Config.from_pretrained(path)
@@ -56,13 +55,10 @@ def model_config(cfg: RunConfig, vocab_size: int) -> Qwen3Config:
 
 
 def resolve_mrl_dims(cfg: RunConfig, hidden: int) -> tuple[int, ...] | None:
+    cfg.validate(hidden_size=hidden)
     if not cfg.train.mrl:
         return None
-    dims = tuple(cfg.train.mrl_dims) if cfg.train.mrl_dims else default_mrl_dims(hidden)
-    too_big = [d for d in dims if d > hidden or d < 1]
-    if too_big:
-        raise ConfigError(f"train.mrl_dims: {too_big} outside [1, hidden size {hidden}]")
-    return tuple(sorted(set(dims)))
+    return tuple(sorted(set(cfg.train.mrl_dims or default_mrl_dims(hidden))))
 
 
 def build_mesh(cfg: RunConfig) -> jax.sharding.Mesh:
@@ -70,44 +66,20 @@ def build_mesh(cfg: RunConfig) -> jax.sharding.Mesh:
         mesh = make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
     except MeshError as err:
         raise ConfigError(f"mesh: {err}") from None
-    dp = mesh.shape["data"] * mesh.shape["fsdp"]
-    gbs, k = cfg.data.global_batch_size, cfg.train.grad_accum
-    if k < 1:
-        raise ConfigError(f"train.grad_accum must be >= 1, got {k}")
-    if gbs % (dp * k):
-        raise ConfigError(
-            f"data.global_batch_size {gbs} must be divisible by the data-parallel size "
-            f"(mesh.data × mesh.fsdp = {dp}) × train.grad_accum ({k})")
-    if gbs % jax.process_count():
-        raise ConfigError(f"data.global_batch_size {gbs} not divisible by {jax.process_count()} processes")
+    cfg.validate(data_parallel=mesh.shape["data"] * mesh.shape["fsdp"], processes=jax.process_count())
     return mesh
 
 
 def check_static(cfg: RunConfig) -> None:
-    """Config checks that need no devices or files beyond existence."""
-    t = cfg.train
-    for key in ("lr", "temperature"):
-        if getattr(t, key) <= 0:
-            raise ConfigError(f"train.{key} must be > 0, got {getattr(t, key)}")
-    if t.steps is not None and t.steps < 1:
-        raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
-    if t.epochs < 1:
-        raise ConfigError(f"train.epochs must be >= 1, got {t.epochs}")
-    if cfg.data.global_batch_size < 1:
-        raise ConfigError(f"data.global_batch_size must be >= 1, got {cfg.data.global_batch_size}")
-    if cfg.data.path is None and cfg.data.raw is None:
-        raise ConfigError("data: set data.path (tokenised data) or data.raw (parquet sources)")
+    """Everything checkable without devices: the config's own rules (`RunConfig.validate`) and
+    that every path it names exists (local or a URL)."""
+    cfg.validate()
     if cfg.data.raw not in (None, "demo"):
         _existing_dir(cfg.data.raw, "data.raw")
     if cfg.data.path is not None and cfg.data.raw is None:
         _existing_dir(cfg.data.path, "data.path")
-    if cfg.teacher.path is not None and cfg.teacher.embeddings:
-        raise ConfigError("teacher.path and teacher.embeddings are mutually exclusive: co-host the teacher "
-                          "(teacher.path) or read its precomputed vectors (teacher.embeddings=true)")
     if cfg.teacher.path is not None:
         _existing_dir(cfg.teacher.path, "teacher.path")
-    model_options(cfg.model, "model")
-    model_options(cfg.teacher, "teacher")
 
 
 def prepare_data(cfg: RunConfig, run_dir: PathLike, tokenizer_dir: Path | None) -> Path:

@@ -97,7 +97,7 @@ class Trainer:
         `self.preempted` and returns."""
         cfg = self.cfg
         read = grain.ReadOptions(num_threads=cfg.data.num_threads, prefetch_buffer_size=4)
-        iterator = iter(self.run.dataset.to_iter_dataset(read))
+        iterator = iter(self.run.dataset.batches.to_iter_dataset(read))
         start_step = self.resume(iterator)
         self.preempted = False
         bar = tqdm(total=self.total_steps, initial=start_step, desc="train", dynamic_ncols=True,

@@ -16,10 +16,10 @@ from f2jax.data.packing import (
     rows_needed,
     texts_bucket,
 )
-from f2jax.data.pipeline import make_dataset, make_pipeline
+from f2jax.data.pipeline import DataSpec, make_dataset, make_pipeline
 
 B = 16
-KW = dict(global_batch_size=B, process_index=0, process_count=1)
+ONE = dict(process_index=0, process_count=1)
 
 
 def unpack(batch: PackedBatch) -> dict[str, list[list[int]]]:
@@ -153,8 +153,8 @@ def test_pack_batch_keeps_every_text():
 
 
 def test_pipeline_packs_the_same_texts(tok_dir):
-    plain = make_dataset(tok_dir, seed=3, num_epochs=1, **KW)
-    packed = make_dataset(tok_dir, seed=3, num_epochs=1, pack_length=64, **KW)
+    plain = make_dataset(tok_dir, DataSpec(B, seed=3), num_epochs=1, **ONE)
+    packed = make_dataset(tok_dir, DataSpec(B, seed=3, pack_length=64), num_epochs=1, **ONE)
     assert len(plain) == len(packed)
     for step in range(len(plain)):
         a, b = plain[step], packed[step]
@@ -169,12 +169,12 @@ def test_pipeline_packs_the_same_texts(tok_dir):
 
 @pytest.mark.parametrize("skip", [7, 26])
 def test_packed_resume_exact(tok_dir, skip):
-    it = make_pipeline(tok_dir, seed=9, pack_length=64, **KW)
+    it = make_pipeline(tok_dir, DataSpec(B, seed=9, pack_length=64), **ONE)
     for _ in range(skip):
         next(it)
     state = it.get_state()
     want = [next(it) for _ in range(4)]
-    fresh = make_pipeline(tok_dir, seed=9, pack_length=64, **KW)
+    fresh = make_pipeline(tok_dir, DataSpec(B, seed=9, pack_length=64), **ONE)
     fresh.set_state(state)
     for x, y in zip(want, [next(fresh) for _ in range(4)], strict=True):
         assert (x.source, x.epoch, x.step_in_epoch) == (y.source, y.epoch, y.step_in_epoch)
@@ -183,8 +183,8 @@ def test_packed_resume_exact(tok_dir, skip):
 
 
 def test_packed_two_processes_agree_on_rows(tok_dir):
-    whole = make_dataset(tok_dir, seed=1, num_epochs=1, pack_length=64, **KW)
-    parts = [make_dataset(tok_dir, seed=1, num_epochs=1, global_batch_size=B, pack_length=64, row_multiple=2,
+    whole = make_dataset(tok_dir, DataSpec(B, seed=1, pack_length=64), num_epochs=1, **ONE)
+    parts = [make_dataset(tok_dir, DataSpec(B, seed=1, pack_length=64, row_multiple=2), num_epochs=1,
                           process_index=p, process_count=2) for p in range(2)]
     for step in range(len(whole)):
         p0, p1 = parts[0][step].arrays, parts[1][step].arrays

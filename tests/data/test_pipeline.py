@@ -9,19 +9,18 @@ import pandas as pd
 import pytest
 
 from f2jax.data import schedule
-from f2jax.data.pipeline import make_dataset, make_pipeline, make_validation_iterator
+from f2jax.data.pipeline import DataSpec, make_dataset, make_pipeline, make_validation_iterator
 from f2jax.data.store import TokenizedStore
 from f2jax.data.tasks import instruct
 from f2jax.tokenizer import tokenize
 
 INSTRUCTION = "Find the matching answer."  # as in conftest.py
 B = 16
-KW = dict(global_batch_size=B, process_index=0, process_count=1)
+ONE = dict(process_index=0, process_count=1)
 
 
 def _epoch(tok_dir, **kw):
-    args = {**KW, "seed": 3, "num_epochs": 1, **kw}
-    return list(make_pipeline(tok_dir, **args))
+    return list(make_pipeline(tok_dir, DataSpec(global_batch_size=B, seed=3, **kw), num_epochs=1, **ONE))
 
 
 def _unpad(ids, mask):
@@ -111,16 +110,16 @@ def test_mixing_weights_and_exhaustion():
 
 
 def test_determinism_from_seed(tok_dir):
-    a = list(make_dataset(tok_dir, seed=5, num_epochs=1, **KW))
-    b = list(make_dataset(tok_dir, seed=5, num_epochs=1, **KW))
-    c = list(make_dataset(tok_dir, seed=6, num_epochs=1, **KW))
+    a = list(make_dataset(tok_dir, DataSpec(B, seed=5), num_epochs=1, **ONE))
+    b = list(make_dataset(tok_dir, DataSpec(B, seed=5), num_epochs=1, **ONE))
+    c = list(make_dataset(tok_dir, DataSpec(B, seed=6), num_epochs=1, **ONE))
     for x, y in zip(a, b, strict=True):
         assert x.source == y.source
         for key in ("query_ids", "passage_ids", "negative_ids", "rows"):
             np.testing.assert_array_equal(_field(x, key), _field(y, key))
     assert [x.source for x in a] != [x.source for x in c] or any(
         (x.rows != y.rows).any() for x, y in zip(a, c, strict=True))
-    e0 = list(make_dataset(tok_dir, seed=5, num_epochs=2, **KW))
+    e0 = list(make_dataset(tok_dir, DataSpec(B, seed=5), num_epochs=2, **ONE))
     n = len(a)
     assert [x.epoch for x in e0] == [0] * n + [1] * n
     assert any((x.rows != y.rows).any() for x, y in zip(e0[:n], e0[n:], strict=True))
@@ -128,12 +127,12 @@ def test_determinism_from_seed(tok_dir):
 
 @pytest.mark.parametrize("skip", [7, 26])  # mid-epoch, and across the epoch boundary (28)
 def test_resume_exact(tok_dir, skip):
-    it = make_pipeline(tok_dir, seed=9, **KW)
+    it = make_pipeline(tok_dir, DataSpec(B, seed=9), **ONE)
     for _ in range(skip):
         next(it)
     state = it.get_state()
     want = [next(it) for _ in range(4)]
-    fresh = make_pipeline(tok_dir, seed=9, **KW)
+    fresh = make_pipeline(tok_dir, DataSpec(B, seed=9), **ONE)
     fresh.set_state(state)
     got = [next(fresh) for _ in range(4)]
     for x, y in zip(want, got, strict=True):
@@ -143,9 +142,9 @@ def test_resume_exact(tok_dir, skip):
 
 
 def test_two_processes_cover_global_batch(tok_dir):
-    whole = make_dataset(tok_dir, seed=1, num_epochs=1, **KW)
-    parts = [make_dataset(tok_dir, seed=1, num_epochs=1, global_batch_size=B,
-                          process_index=p, process_count=2) for p in range(2)]
+    whole = make_dataset(tok_dir, DataSpec(B, seed=1), num_epochs=1, **ONE)
+    parts = [make_dataset(tok_dir, DataSpec(B, seed=1), num_epochs=1, process_index=p, process_count=2)
+             for p in range(2)]
     for step in range(len(whole)):
         g, p0, p1 = whole[step], parts[0][step], parts[1][step]
         assert p0.source == p1.source == g.source
@@ -157,7 +156,7 @@ def test_two_processes_cover_global_batch(tok_dir):
 
 def test_validation_iterator_covers_holdout(tok_dir):
     store = TokenizedStore(tok_dir)
-    batches = list(make_validation_iterator(tok_dir, **KW))
+    batches = list(make_validation_iterator(tok_dir, DataSpec(B), **ONE))
     for name, src in store.sources.items():
         _, val = schedule.split_rows(name, len(src.query_len), 0.01)
         served = np.concatenate([b.rows for b in batches if b.source == name])
@@ -184,7 +183,7 @@ def test_to_global_single_process(tok_dir):
     from f2jax.data.pipeline import to_global
 
     mesh = jax.make_mesh((1, 1), ("data", "fsdp"))
-    batch = make_dataset(tok_dir, seed=0, num_epochs=1, **KW)[0]
+    batch = make_dataset(tok_dir, DataSpec(B), num_epochs=1, **ONE)[0]
     out = to_global(batch.arrays, mesh)
     assert out.teacher is None
     for key in TOKEN_FIELDS:

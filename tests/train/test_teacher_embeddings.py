@@ -14,7 +14,7 @@ from flax import nnx
 
 import f2jax
 from f2jax.config import ConfigError, load_config
-from f2jax.data.pipeline import make_dataset, to_global
+from f2jax.data.pipeline import DataSpec, make_dataset, to_global
 from f2jax.data.store import TokenizedStore
 from f2jax.hf.load import load_model
 from f2jax.jobs.teacher_embed import precompute_teacher_embeddings
@@ -41,8 +41,8 @@ def teacher_data(demo_tokenized, tmp_path_factory):
 
 
 def _batch(data, **kwargs):
-    ds = make_dataset(data, global_batch_size=8, max_length=64, teacher_embeddings=True,
-                      process_index=0, process_count=1, **kwargs)
+    ds = make_dataset(data, DataSpec(global_batch_size=8, max_length=64, teacher_embeddings=True, **kwargs),
+                      process_index=0, process_count=1)
     return ds[0]
 
 
