@@ -20,7 +20,8 @@ _CHUNK = 4096  # records read and encoded per call to embed_ids
 
 
 def _write(encoder, path: Path, seqs_at, n: int, hidden: int, storage: np.dtype, batch_size: int) -> None:
-    out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=storage, shape=(n, hidden))
+    # `path` is in publish_dir's scratch directory: the folder is published whole afterwards
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=storage, shape=(n, hidden))
     for start in range(0, n, _CHUNK):
         idx = list(range(start, min(start + _CHUNK, n)))
         vecs = encoder.embed_ids(seqs_at(idx), batch_size)
@@ -30,7 +31,6 @@ def _write(encoder, path: Path, seqs_at, n: int, hidden: int, storage: np.dtype,
         out[start : start + len(idx)] = cast
     out.flush()
     del out
-    path.with_suffix(".tmp.npy").replace(path)
 
 
 def precompute_teacher_embeddings(data_dir: str | Path, teacher_dir: str | Path, *, dtype: str = "bfloat16",
