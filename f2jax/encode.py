@@ -1,13 +1,15 @@
 """The Encoder: texts -> embeddings with a Qwen3 backbone and last-token pooling.
 
-Texts are sorted by length and padded to a small set of bucket lengths (and batch sizes), so
-jit compiles a bounded number of shapes however many texts arrive.
+Texts are packed into rows of a small set of bucket lengths (or, without packing, sorted by
+length and padded to them), and row and batch counts are bucketed too, so jit compiles a
+bounded number of shapes however many texts arrive.
 """
 
 from __future__ import annotations
 
+import collections
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -17,11 +19,13 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from f2jax.data.batch import bucket_for, length_buckets, pad_sequences
+from f2jax.data.packing import inference_rows, level_layout, row_bucket
 from f2jax.data.tasks import instruct
 from f2jax.errors import UserInputError
 from f2jax.hf.export import DEFAULT_MAX_SHARD_BYTES, save_pretrained
 from f2jax.hf.load import load_model
 from f2jax.losses import normalize_rows
+from f2jax.model.attention import packed_uses_offsets
 from f2jax.model.config import Qwen3Config
 from f2jax.model.partitioning import batch_shards
 from f2jax.model.qwen3 import ModelOptions, Qwen3Model
@@ -35,6 +39,8 @@ __all__ = ["Encoder", "batch_bucket", "bucket_for", "length_buckets", "normalize
 DEFAULT_MAX_LENGTH = 512
 F2LLM_QUERY_PROMPT = instruct("Given a question, retrieve passages that can help answer the question.", "")
 ENCODE_SMALLEST_BUCKET = 16  # training batches start at 32 (f2jax.data.pipeline)
+_IN_FLIGHT = 4  # calls dispatched before the oldest one's result is read back
+_Call = tuple[np.ndarray, "tuple[np.ndarray, np.ndarray] | None", jax.Array]  # texts, (row, slot), pooled
 
 
 def pooled(graphdef: nnx.GraphDef, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
@@ -57,6 +63,14 @@ def batch_bucket(n: int, batch_size: int) -> int:
     return min(size, batch_size)
 
 
+def _collect(out: np.ndarray, texts: np.ndarray, where: tuple[np.ndarray, np.ndarray] | None,
+             pooled: jax.Array) -> None:
+    """Write one call's embeddings into `out` at the texts' input positions: padded calls hold
+    them in their first rows, packed ones at (row, slot)."""
+    host = np.asarray(pooled)
+    out[texts] = host[: len(texts)] if where is None else host[where]
+
+
 def _read_max_length(path: Path) -> int | None:
     config = path / "sentence_bert_config.json"
     if config.exists():
@@ -71,17 +85,21 @@ def _read_prompts(path: Path) -> dict[str, str]:
 
 
 class Encoder:
-    """A Qwen3 embedding model with its tokenizer; `encode` is the sentence-transformers analogue."""
+    """A Qwen3 embedding model with its tokenizer; `encode` is the sentence-transformers analogue.
+
+    `packing` (default): texts share rows (segment-aware attention, positions restarting per
+    text), so almost no computed token is padding; False pads length-sorted batches instead."""
 
     def __init__(self, model: Qwen3Model, tokenizer: Any, *, max_length: int = DEFAULT_MAX_LENGTH,
-                 prompts: Mapping[str, str] | None = None, mesh: Mesh | None = None):
+                 prompts: Mapping[str, str] | None = None, mesh: Mesh | None = None, packing: bool = True):
         self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
-        self.max_length = max_length
+        self.max_length, self.packing = max_length, packing
         self.prompts = dict(prompts or {"query": F2LLM_QUERY_PROMPT, "document": ""})
         self.buckets = length_buckets(max_length, ENCODE_SMALLEST_BUCKET)
         self._graphdef, self._state = nnx.split(model)
         self._pooled = jax.jit(self._pooled_fn)
         self._hidden = jax.jit(self._hidden_fn)
+        self._packed = jax.jit(self._packed_fn)
 
     @property
     def config(self) -> Qwen3Config:
@@ -90,7 +108,7 @@ class Encoder:
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str = "float32", *, max_length: int | None = None,
                         attention: str = "auto", mesh: Mesh | None = None,
-                        param_dtype: str | None = None) -> Encoder:
+                        param_dtype: str | None = None, packing: bool = True) -> Encoder:
         """Load a Hugging Face Qwen3 directory (with tokenizer files) or an f2jax export; a URL is
         read from its local copy (`f2jax.storage.local_copy`)."""
         path = local_copy(path)
@@ -98,10 +116,17 @@ class Encoder:
         model = load_model(path, opts, mesh=mesh)
         tokenizer = load_tokenizer(path)
         max_length = max_length or _read_max_length(path) or DEFAULT_MAX_LENGTH
-        return cls(model, tokenizer, max_length=max_length, prompts=_read_prompts(path) or None, mesh=mesh)
+        return cls(model, tokenizer, max_length=max_length, prompts=_read_prompts(path) or None, mesh=mesh,
+                   packing=packing)
 
     def _pooled_fn(self, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
         return pooled(self._graphdef, state, ids, mask)
+
+    def _packed_fn(self, state: Any, ids: jax.Array, segment_ids: jax.Array, positions: jax.Array,
+                   last: jax.Array, offsets: jax.Array | None = None, seqlens: jax.Array | None = None) -> jax.Array:
+        model = nnx.merge(self._graphdef, state)
+        return model.packed_last_tokens(ids, segment_ids, positions, last, offsets=offsets,
+                                        seqlens=seqlens).astype(jnp.float32)
 
     def _hidden_fn(self, state: Any, ids: jax.Array, mask: jax.Array) -> jax.Array:
         return nnx.merge(self._graphdef, state)(ids, mask).astype(jnp.float32)
@@ -113,15 +138,32 @@ class Encoder:
             return jax.device_put(array, NamedSharding(self.mesh, PartitionSpec()))
         return jax.device_put(array, batch_sharding(self.mesh, array.ndim))
 
-    def embed_ids(self, token_ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
-        """Raw last-token states [N, hidden] (float32) for pre-tokenised sequences."""
+    def embed_ids(self, token_ids: Sequence[Sequence[int]], batch_size: int = 32, *,
+                  packing: bool | None = None) -> np.ndarray:
+        """Raw last-token states [N, hidden] (float32) for pre-tokenised sequences, in input order.
+
+        `packing` (default: the Encoder's): texts packed into rows of the length buckets
+        (`f2jax.data.packing.level_layout`), at most `batch_size` x `max_length` tokens a call;
+        else length-sorted batches of `batch_size` padded to their bucket. Calls are dispatched
+        ahead of reading their results back, a bounded number at a time."""
         if batch_size < 1:
             raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(token_ids)
+        packing = self.packing if packing is None else packing
+        out = np.empty((len(token_ids), self.config.hidden_size), np.float32)
+        calls = self._packed_calls(token_ids, batch_size) if packing else self._padded_calls(token_ids, batch_size)
+        in_flight: collections.deque = collections.deque()
+        for call in calls:
+            in_flight.append(call)
+            if len(in_flight) > _IN_FLIGHT:
+                _collect(out, *in_flight.popleft())
+        for call in in_flight:
+            _collect(out, *call)
+        return out
+
+    def _padded_calls(self, token_ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[_Call]:
         order = np.argsort([-len(t) for t in token_ids], kind="stable")
         pad = self.tokenizer.pad_token_id or 0
-        pending: list[tuple[np.ndarray, jax.Array]] = []
-        for start in range(0, n, batch_size):
+        for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             length = bucket_for(max(len(token_ids[i]) for i in rows), self.buckets)
             seqs = [token_ids[i] for i in rows]
@@ -130,12 +172,24 @@ class Encoder:
             mask[len(rows):, 0] = 1  # padding rows: one token, discarded below
             with jax.set_mesh(self.mesh):
                 pooled = self._pooled(self._state, self._place(ids), self._place(mask))
-            pending.append((rows, pooled))
-        out = np.empty((n, self.config.hidden_size), np.float32)
-        for rows, pooled in pending:
-            out[rows] = np.asarray(pooled)[: len(rows)]
-        return out
+            yield rows, None, pooled
 
+    def _packed_calls(self, token_ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[_Call]:
+        seqs = [np.asarray(t, np.int32) for t in token_ids]
+        pad = self.tokenizer.pad_token_id or 0
+        shards = batch_shards(self.mesh) if self.mesh is not None else 1
+        opts = self.model.options
+        offsets = packed_uses_offsets(opts.attention, opts.dtype, self.config.head_dim)
+        for length, texts, row, col in level_layout([len(s) for s in seqs], self.buckets):
+            per_call = max(shards, batch_size * self.max_length // length // shards * shards)
+            for first in range(0, int(row.max()) + 1, per_call):
+                here = (row >= first) & (row < first + per_call)
+                rows = min(per_call, row_bucket(int(row[here].max()) + 1 - first, shards))
+                arrays, slot = inference_rows([seqs[i] for i in texts[here]], row[here] - first, col[here],
+                                              rows, length, pad, offsets)
+                with jax.set_mesh(self.mesh):
+                    pooled = self._packed(self._state, **{k: self._place(v) for k, v in arrays.items()})
+                yield texts[here], (row[here] - first, slot), pooled
     def encode(self, texts: str | Sequence[str], *, prompt: str | None = None, prompt_name: str | None = None,
                dim: int | None = None, normalize: bool = True, batch_size: int = 32) -> np.ndarray:
         """Embeddings [N, dim]: prompt prepended, EOS appended, last-token pooled, truncated, normalised."""

@@ -1,4 +1,4 @@
-"""Encoder: bucketed batching, Matryoshka truncation, prompts, bounded compilation."""
+"""Encoder: packed and bucketed batching, Matryoshka truncation, prompts, bounded compilation."""
 
 from __future__ import annotations
 
@@ -62,19 +62,37 @@ def test_hidden_states_last_token_is_the_embedding(encoder):
     np.testing.assert_allclose(encoder.encode(TEXTS[:3], normalize=False), last, atol=1e-5)
 
 
-def test_compiled_shapes_are_bounded(model_dir):
-    encoder = f2jax.load(model_dir, max_length=64)
+@pytest.mark.parametrize("packing", [True, False])
+def test_compiled_shapes_are_bounded(model_dir, packing):
+    encoder = f2jax.load(model_dir, max_length=64, packing=packing)
     rng = np.random.default_rng(0)
     words = ["alpha", "beta", "gamma", "delta", "epsilon"]
-    texts = [" ".join(rng.choice(words, size=rng.integers(1, 60))) for _ in range(200)]
-    encoder.encode(texts, batch_size=16)
-    # at most one shape per (length bucket, batch bucket)
-    assert encoder._pooled._cache_size() <= len(length_buckets(64)) * 5
+    for n in (200, 37, 120):
+        texts = [" ".join(rng.choice(words, size=rng.integers(1, 60))) for _ in range(n)]
+        encoder.encode(texts, batch_size=16)
+    # padded: one shape per (length bucket, batch bucket); packed: per (row length, row bucket)
+    compiled = encoder._packed if packing else encoder._pooled
+    assert 0 < compiled._cache_size() <= len(length_buckets(64)) * 5
 
 
-def test_sharded_encoder_matches(model_dir, encoder):
-    sharded = f2jax.load(model_dir, max_length=64, mesh=make_mesh(data=4, fsdp=1, tensor=2))
-    np.testing.assert_allclose(sharded.encode(TEXTS, batch_size=8), encoder.encode(TEXTS, batch_size=8),
+@pytest.mark.parametrize("mix", ["short", "lognormal", "long", "one"])
+def test_packed_equals_padded(encoder, mix):
+    """Packing changes which texts share a call, never a text's vector (float32)."""
+    rng = np.random.default_rng(len(mix))
+    size = {"short": lambda: int(rng.integers(1, 6)), "lognormal": lambda: int(min(rng.lognormal(2.5, 0.9), 64)),
+            "long": lambda: int(rng.integers(40, 65)), "one": lambda: 64}[mix]
+    ids = [rng.integers(5, 1000, size=max(1, size())).tolist() for _ in range(1 if mix == "one" else 150)]
+    packed = encoder.embed_ids(ids, 8, packing=True)
+    padded = encoder.embed_ids(ids, 8, packing=False)
+    scale = np.linalg.norm(padded, axis=-1, keepdims=True)
+    assert np.max(np.abs(packed - padded) / scale) <= 1e-5
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_sharded_encoder_matches(model_dir, encoder, packing):
+    sharded = f2jax.load(model_dir, max_length=64, mesh=make_mesh(data=4, fsdp=1, tensor=2), packing=packing)
+    texts = TEXTS * 7
+    np.testing.assert_allclose(sharded.encode(texts, batch_size=8), encoder.encode(texts, batch_size=8),
                                atol=2e-5)
 
 

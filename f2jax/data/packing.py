@@ -203,3 +203,77 @@ def packing_efficiency(lengths: np.ndarray, length: int, multiple: int = 1) -> t
     """(real tokens, computed tokens) of one slice's texts packed into bucketed rows of `length`."""
     lengths = np.minimum(np.asarray(lengths, np.int64).reshape(-1), length)
     return int(lengths.sum()), rows_needed([lengths], length, multiple) * length
+
+
+# ---------------------------------------------------------------- inference (the Encoder)
+
+
+def row_text_cap(length: int) -> int:
+    """Most texts one inference row of `length` tokens holds: the width of its pooling slots
+    (and cuDNN's offsets), fixed per row length so each (length, rows) is one compiled shape."""
+    return max(2, min(length // 16, 32))
+
+
+Level = tuple[int, np.ndarray, np.ndarray, np.ndarray]  # (row length, text indices, row, column)
+
+
+def level_layout(lengths: Sequence[int] | np.ndarray, buckets: Sequence[int]) -> list[Level]:
+    """Texts of `lengths` laid into rows of the length `buckets`, for inference.
+
+    Longest level first: the texts whose bucket is T open rows of T (first-fit decreasing), then
+    shorter texts fill the room left in those rows (never opening one), at most `row_text_cap(T)`
+    per row; what does not fit goes down a level. So rows are nearly full and each text's row is
+    at most its own bucket or one that had room anyway. Returns [(T, text indices, row, column)]
+    per level that has rows; a pure function of the lengths (ties keep index order)."""
+    lengths = np.asarray(lengths, np.int64).reshape(-1)
+    buckets = sorted(int(b) for b in buckets)
+    if len(lengths) and (lengths.min() < 1 or lengths.max() > buckets[-1]):
+        raise ValueError(f"text lengths must be in [1, {buckets[-1]}], got [{lengths.min()}, {lengths.max()}]")
+    level = np.searchsorted(np.asarray(buckets), lengths)  # index of each text's bucket
+    waiting = np.argsort(-lengths, kind="stable")
+    out = []
+    for lv in range(len(buckets) - 1, -1, -1):
+        if not len(waiting):
+            break
+        size, cap = buckets[lv], row_text_cap(buckets[lv])
+        opens = level[waiting] == lv
+        if not opens.any():
+            continue
+        free, count, used = np.empty(int(opens.sum()), np.int64), np.empty(int(opens.sum()), np.int64), 0
+        row, col = np.full(len(waiting), -1, np.int64), np.zeros(len(waiting), np.int64)
+        for j, i in enumerate(waiting):
+            fits = np.flatnonzero((free[:used] >= lengths[i]) & (count[:used] < cap))
+            if len(fits):
+                r = int(fits[0])
+            elif opens[j]:
+                r, free[used], count[used] = used, size, 0
+                used += 1
+            else:
+                continue
+            row[j], col[j] = r, size - free[r]
+            free[r] -= lengths[i]
+            count[r] += 1
+        placed = row >= 0
+        out.append((size, waiting[placed], row[placed], col[placed]))
+        waiting = waiting[~placed]
+    return out
+
+
+def inference_rows(seqs: Sequence[np.ndarray], row: np.ndarray, col: np.ndarray, rows: int, length: int,
+                   pad_id: int, with_offsets: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The arrays of one inference call, and each text's slot in its row.
+
+    Arrays: ids, segment_ids, positions [rows, length]; `last` [rows, cap], the column of each
+    slot's last token (−1: empty), slots in column order; offsets/seqlens when `with_offsets`
+    (cuDNN). Text i's embedding is then the model's output at (row[i], slot[i])."""
+    cap = row_text_cap(length)
+    ids, seg, pos, offsets, seqlens = pack_rows(seqs, row, col, rows, length, pad_id, cap)
+    last = np.where(seqlens > 0, offsets[:, :cap] + seqlens - 1, -1).astype(np.int32)
+    arrays = {"ids": ids, "segment_ids": seg, "positions": pos, "last": last}
+    if with_offsets:
+        arrays.update(offsets=offsets, seqlens=seqlens)
+    order = np.lexsort((col, row))
+    starts = np.searchsorted(row[order], row[order])  # first position of each text's row in `order`
+    slot = np.empty(len(row), np.int64)
+    slot[order] = np.arange(len(row)) - starts
+    return arrays, slot

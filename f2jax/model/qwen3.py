@@ -189,6 +189,17 @@ class Qwen3Model(nnx.Module):
             return [self.norm(h) for h in hidden]
         return [self.norm(last_token_pool(h, mask)) for h, (_, mask) in zip(hidden, groups, strict=True)]
 
+    def packed_last_tokens(self, input_ids: jax.Array, segment_ids: jax.Array, positions: jax.Array,
+                           last: jax.Array, *, offsets: jax.Array | None = None,
+                           seqlens: jax.Array | None = None) -> jax.Array:
+        """Final-norm states [R, M, hidden] at columns `last` [R, M] of packed rows (−1: an empty
+        slot, its state is row 0's first token): the embeddings of inference, normed after the
+        pick as in `call_groups`, so the [R, T, hidden] norm is never computed."""
+        x = embed_lookup(self._table(), input_ids)
+        rows = self._rows(x, input_ids, None, segment_ids, positions)._replace(offsets=offsets, seqlens=seqlens)
+        hidden = self._layers([rows])[0]
+        return self.norm(jnp.take_along_axis(hidden, jnp.maximum(last, 0)[..., None], axis=1))
+
     def _table(self) -> jax.Array:
         """The embedding table in the compute dtype: `self.embed_tokens(ids)` casts, then takes rows;
         here the rows are taken by `embed_lookup`, laid out so the table's gradient stays sharded."""

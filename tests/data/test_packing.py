@@ -9,10 +9,13 @@ import pytest
 from f2jax.data.batch import Batch, PackedBatch
 from f2jax.data.packing import (
     ffd_layout,
+    inference_rows,
+    level_layout,
     pack_batch,
     pack_texts,
     packing_shape,
     row_bucket,
+    row_text_cap,
     rows_needed,
     texts_bucket,
 )
@@ -198,3 +201,50 @@ def test_packed_two_processes_agree_on_rows(tok_dir):
         check_offsets(p0)
         check_offsets(p1)
         assert unpack(glob) == unpack(whole[step].arrays)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_level_layout_places_every_text_once_in_a_row_that_fits(seed):
+    rng = np.random.default_rng(seed)
+    buckets = [16, 32, 64, 100]
+    lengths = np.clip(rng.lognormal(3.0, 1.0, size=int(rng.integers(1, 400))), 1, 100).astype(int)
+    if seed == 0:
+        lengths[:3] = [100, 1, 16]  # a text filling a row, the shortest, one exactly at a bucket
+    levels = level_layout(lengths, buckets)
+    placed = np.concatenate([texts for _, texts, _, _ in levels])
+    assert sorted(placed) == list(range(len(lengths)))
+    for size, texts, row, col in levels:
+        own = np.searchsorted(buckets, lengths[texts])
+        assert (np.asarray(buckets)[own] <= size).all()  # never a row shorter than the text's bucket
+        assert row.max() + 1 == len(np.unique(row))  # rows numbered 0.. without gaps
+        assert np.bincount(row).max() <= row_text_cap(size)
+        cover = np.zeros((row.max() + 1, size), np.int64)
+        for r, c, n in zip(row, col, lengths[texts], strict=True):
+            assert c + n <= size
+            cover[r, c : c + n] += 1
+        assert cover.max() == 1  # no overlap
+    again = level_layout(lengths, buckets)  # a pure function of the lengths
+    assert [a[0] for a in again] == [a[0] for a in levels]
+    for a, b in zip(levels, again, strict=True):
+        for x, y in zip(a[1:], b[1:], strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_level_layout_fills_rows_and_refuses_overlong_texts():
+    rng = np.random.default_rng(1)
+    lengths = np.clip(rng.lognormal(4.0, 0.9, size=2000), 1, 512).astype(int)
+    levels = level_layout(lengths, [16, 32, 64, 128, 256, 512])
+    computed = sum((row.max() + 1) * size for size, _, row, _ in levels)
+    assert lengths.sum() / computed > 0.97
+    with pytest.raises(ValueError, match="lengths"):
+        level_layout([513], [512])
+
+
+def test_inference_rows_point_at_each_texts_last_token():
+    seqs = [np.arange(1, n + 1, dtype=np.int32) * 10 + i for i, n in enumerate([5, 3, 7, 1, 2])]
+    [(size, texts, row, col)] = level_layout([len(s) for s in seqs], [8])
+    arrays, slot = inference_rows([seqs[i] for i in texts], row, col, int(row.max()) + 2, size, 0, True)
+    assert arrays["last"].shape == (int(row.max()) + 2, row_text_cap(8))
+    for k, i in enumerate(texts):
+        assert arrays["ids"][row[k], arrays["last"][row[k], slot[k]]] == seqs[i][-1]
+    assert (arrays["last"][-1] == -1).all() and (arrays["segment_ids"][-1] == 0).all()  # a bucket's empty row
